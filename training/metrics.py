@@ -1,0 +1,301 @@
+"""3D pose metrics: MPJPE family, PCK, Pose Structure Score, bone lengths, reprojection, jitter.
+
+All functions take numpy arrays in metres (pixels for reprojection errors) and are NaN-aware:
+a joint that is NaN in either prediction or ground truth is left out, and a pose with too few
+valid joints contributes nothing. Means follow the Human3.6M protocol: over joints, then poses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.errors import TriangulumError
+
+
+def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape or pred.ndim < 2:
+        raise TriangulumError(
+            f"Prediction {pred.shape} and ground truth {gt.shape} must have the same shape "
+            "(..., J, 3); align the joint sets first."
+        )
+    return pred, gt
+
+
+def _nanmean(x: np.ndarray, axis=None) -> np.ndarray | float:
+    """Mean over non-NaN entries, NaN where there are none (without numpy's warning)."""
+    valid = ~np.isnan(x)
+    n = valid.sum(axis=axis)
+    s = np.where(valid, x, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = s / n
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _pose_mean(errors: np.ndarray) -> float:
+    """(..., J) errors -> mean over joints per pose, then over poses."""
+    return float(_nanmean(_nanmean(errors.reshape(-1, errors.shape[-1]), axis=1)))
+
+
+def joint_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Euclidean error per joint: (..., J, D) x2 -> (..., J), NaN where either is missing."""
+    pred, gt = _pair(pred, gt)
+    return np.linalg.norm(pred - gt, axis=-1)
+
+
+def mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean per-joint position error of (..., J, 3) poses, in the input unit."""
+    return _pose_mean(joint_errors(pred, gt))
+
+
+def _root_centre(points: np.ndarray, root: int) -> np.ndarray:
+    return points - points[..., root : root + 1, :]
+
+
+def relative_mpjpe(pred: np.ndarray, gt: np.ndarray, root: int) -> float:
+    """MPJPE after subtracting each pose's root joint (Human3.6M: pelvis, index 6). (..., J, 3)."""
+    pred, gt = _pair(pred, gt)
+    return mpjpe(_root_centre(pred, root), _root_centre(gt, root))
+
+
+def _masked(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flatten to (N, J, D) and zero joints missing in either; returns (pred, gt, mask (N, J))."""
+    d = pred.shape[-1]
+    p = pred.reshape(-1, pred.shape[-2], d)
+    g = gt.reshape(-1, gt.shape[-2], d)
+    mask = ~(np.isnan(p).any(-1) | np.isnan(g).any(-1))
+    return np.where(mask[..., None], p, 0.0), np.where(mask[..., None], g, 0.0), mask
+
+
+def scale_align(pred: np.ndarray, gt: np.ndarray, root: int | None = None) -> np.ndarray:
+    """Least-squares scale s = <p, g> / <p, p> applied to each pose: (..., J, 3) -> (..., J, 3).
+
+    With `root`, both poses are root-centred first (Rhodin et al.'s N-MPJPE); the result is then
+    root-centred too. Poses without a valid joint come back NaN.
+    """
+    pred, gt = _pair(pred, gt)
+    if root is not None:
+        pred, gt = _root_centre(pred, root), _root_centre(gt, root)
+    p, g, mask = _masked(pred, gt)
+    pp = (p * p).sum(axis=(1, 2))
+    pg = (p * g).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(mask.any(1) & (pp > 0), pg / pp, np.nan)
+    return pred * s.reshape(pred.shape[:-2] + (1, 1))
+
+
+def n_mpjpe(pred: np.ndarray, gt: np.ndarray, root: int | None = None) -> float:
+    """MPJPE after least-squares scale alignment of each pose (see scale_align). (..., J, 3)."""
+    aligned = scale_align(pred, gt, root)
+    if root is not None:
+        gt = _root_centre(np.asarray(gt, dtype=np.float64), root)
+    return mpjpe(aligned, gt)
+
+
+def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Similarity transform (scale, rotation, translation) of each pred pose onto its gt pose.
+
+    (..., J, 3) x2 -> (..., J, 3). Umeyama's least-squares solution; the rotation is kept proper
+    (det +1) so a mirrored prediction is not "fixed" by a reflection. Poses with fewer than three
+    valid joints come back NaN; missing joints are transformed too (they stay NaN).
+    """
+    pred, gt = _pair(pred, gt)
+    if pred.shape[-1] != 3:
+        raise TriangulumError(f"Procrustes alignment needs 3D points, got shape {pred.shape}.")
+    p, g, mask = _masked(pred, gt)
+    w = mask[..., None].astype(np.float64)
+    n = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    mu_p = (p * w).sum(axis=1, keepdims=True) / n
+    mu_g = (g * w).sum(axis=1, keepdims=True) / n
+    pc, gc = (p - mu_p) * w, (g - mu_g) * w
+    cov = np.einsum("nji,njk->nik", gc, pc)  # sum_j g_j p_j^T
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    sign = np.where(sign == 0, 1.0, sign)
+    fix = np.ones_like(d)
+    fix[:, 2] = sign
+    rot = np.einsum("nij,nj,njk->nik", u, fix, vt)
+    var_p = (pc * pc).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = (d * fix).sum(axis=1) / var_p
+    full = pred.reshape(p.shape)
+    out = scale[:, None, None] * np.einsum("nik,njk->nji", rot, full - mu_p) + mu_g
+    out[mask.sum(axis=1) < 3] = np.nan
+    return out.reshape(pred.shape)
+
+
+def p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
+    """MPJPE after per-pose Procrustes alignment (protocol 2). (..., J, 3)."""
+    return mpjpe(procrustes_align(pred, gt), gt)
+
+
+def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.150) -> float:
+    """Fraction of valid joints whose error is below `threshold` (metres). (..., J, 3)."""
+    err = joint_errors(pred, gt)
+    valid = ~np.isnan(err)
+    if not valid.any():
+        return float("nan")
+    return float((err[valid] < threshold).mean())
+
+
+def normalise_poses(poses: np.ndarray, root: int) -> np.ndarray:
+    """Root-centre and L2-normalise each pose: (N, J, 3) -> (N, J*3) unit vectors."""
+    flat = _root_centre(np.asarray(poses, dtype=np.float64), root).reshape(len(poses), -1)
+    norm = np.linalg.norm(flat, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return flat / norm
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and squared distance to the nearest centre: (N, D), (K, D) -> (N,), (N,)."""
+    d2 = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(1)[None, :]
+    label = d2.argmin(axis=1)
+    return label, np.maximum(d2[np.arange(len(x)), label], 0.0)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = 100) -> np.ndarray:
+    """Deterministic k-means (k-means++ start, Lloyd iterations): (N, D) -> (k, D) centres.
+
+    An emptied cluster is re-seeded at the point farthest from its centre, so k centres are
+    always returned.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < k:
+        raise TriangulumError(f"k-means needs at least k={k} poses, got {len(x)}; lower k.")
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        _, d2 = _nearest(x, np.array(centres))
+        total = d2.sum()
+        if total <= 0:  # all remaining points coincide with a centre
+            centres.append(x[rng.integers(len(x))])
+        else:
+            centres.append(x[rng.choice(len(x), p=d2 / total)])
+    centres = np.array(centres)
+    for _ in range(iterations):
+        label, d2 = _nearest(x, centres)
+        new = centres.copy()
+        for c in range(k):
+            members = label == c
+            if members.any():
+                new[c] = x[members].mean(axis=0)
+            else:
+                far = int(d2.argmax())
+                new[c] = x[far]
+                d2[far] = 0.0
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def pose_structure_score(
+    pred: np.ndarray, gt: np.ndarray, root: int, k: int = 50, seed: int = 0
+) -> float:
+    """Pose Structure Score (EpipolarPose): share of poses whose prediction lands in the same
+    k-means cluster as its ground truth. Clusters come from the ground-truth poses after
+    root-centring and L2 normalisation. (N, J, 3) x2 -> float; poses with a NaN are left out.
+    """
+    pred, gt = _pair(pred, gt)
+    pred = pred.reshape(-1, *pred.shape[-2:])
+    gt = gt.reshape(-1, *gt.shape[-2:])
+    ok = ~(np.isnan(pred).any(axis=(1, 2)) | np.isnan(gt).any(axis=(1, 2)))
+    p, g = normalise_poses(pred[ok], root), normalise_poses(gt[ok], root)
+    ok = ~(np.isnan(p).any(1) | np.isnan(g).any(1))  # zero-size poses cannot be normalised
+    p, g = p[ok], g[ok]
+    centres = kmeans(g, k, seed=seed)
+    return float((_nearest(p, centres)[0] == _nearest(g, centres)[0]).mean())
+
+
+@dataclass(frozen=True)
+class BoneLengthStats:
+    """Per bone over frames: mean and std (population, ddof=0) length, cv = std / mean,
+    count = frames where both ends are valid. Each (B,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    cv: np.ndarray
+    count: np.ndarray
+
+
+def bone_lengths(points: np.ndarray, bones) -> np.ndarray:
+    """Bone lengths per frame: (F, J, 3), (B, 2) index pairs -> (F, B), NaN where an end is."""
+    points = np.asarray(points, dtype=np.float64)
+    bones = np.asarray(bones, dtype=np.int64).reshape(-1, 2)
+    return np.linalg.norm(points[..., bones[:, 1], :] - points[..., bones[:, 0], :], axis=-1)
+
+
+def bone_length_stats(points: np.ndarray, bones) -> BoneLengthStats:
+    """Mean, std and coefficient of variation of each bone's length over the frames of a take.
+
+    points: (F, J, 3); bones: (B, 2) (parent, child) joint indices.
+    """
+    lengths = bone_lengths(points, bones).reshape(-1, len(np.asarray(bones).reshape(-1, 2)))
+    mean = _nanmean(lengths, axis=0)
+    std = np.sqrt(_nanmean((lengths - mean) ** 2, axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = std / mean
+    return BoneLengthStats(mean, std, cv, (~np.isnan(lengths)).sum(axis=0))
+
+
+@dataclass(frozen=True)
+class ReprojectionStats:
+    """Summary of reprojection errors in pixels over valid entries of a (C, F, J) array.
+
+    share_above: fraction above `threshold`; per_camera (C,) and per_joint (J,) means.
+    """
+
+    mean: float
+    median: float
+    p95: float
+    share_above: float
+    threshold: float
+    count: int
+    per_camera: np.ndarray
+    per_joint: np.ndarray
+
+
+def reprojection_stats(errors: np.ndarray, threshold: float = 10.0) -> ReprojectionStats:
+    """Statistics of reprojection errors (C, F, J) in pixels; NaN entries are ignored."""
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 3:
+        raise TriangulumError(
+            f"Reprojection errors must be shaped (cameras, frames, joints), got {errors.shape}."
+        )
+    valid = errors[~np.isnan(errors)]
+    per_camera = _nanmean(errors.reshape(errors.shape[0], -1), axis=1)
+    per_joint = _nanmean(errors.transpose(2, 0, 1).reshape(errors.shape[2], -1), axis=1)
+    if valid.size == 0:
+        nan = float("nan")
+        return ReprojectionStats(nan, nan, nan, nan, threshold, 0, per_camera, per_joint)
+    return ReprojectionStats(
+        mean=float(valid.mean()),
+        median=float(np.median(valid)),
+        p95=float(np.percentile(valid, 95)),
+        share_above=float((valid > threshold).mean()),
+        threshold=float(threshold),
+        count=int(valid.size),
+        per_camera=per_camera,
+        per_joint=per_joint,
+    )
+
+
+def acceleration(points: np.ndarray, fps: float) -> np.ndarray:
+    """Acceleration magnitude by central second differences: (F, J, 3) -> (F-2, J), units/s^2."""
+    if fps <= 0:
+        raise TriangulumError(f"Frame rate must be positive, got {fps}.")
+    points = np.asarray(points, dtype=np.float64)
+    acc = (points[2:] - 2.0 * points[1:-1] + points[:-2]) * fps**2
+    return np.linalg.norm(acc, axis=-1)
+
+
+def jitter(points: np.ndarray, fps: float) -> float:
+    """Mean acceleration magnitude over frames and joints of a (F, J, 3) take, in m/s^2.
+
+    A steady or uniformly moving body scores 0; frame-to-frame noise scores high. Triplets of
+    frames with a missing sample are left out.
+    """
+    return float(_nanmean(acceleration(points, fps)))
