@@ -9,6 +9,7 @@ import argparse
 import importlib
 
 CALIB_MODULES: list[str] = [
+    "app.commands.calib_files",
 ]
 
 
