@@ -67,11 +67,12 @@ def _camera(table: dict[str, Any], name: str, source: str) -> Camera | None:
     if table.get("rotation_count", 0) not in (0, None):
         fields.fail(source, name, "rotation_count", f"is {table['rotation_count']}; rotated views are not supported, "
                     "set the rotation to 0 in caliscope and recalibrate")
+    # caliscope writes `size` for every camera, so its absence means a damaged file.
+    size = fields.array(table.get("size"), source, name, "size", ((2,),))
     posed = [k for k in ("rotation", "translation") if table.get(k) not in (None, "null")]
     if not posed:
         log.warning("%s: camera '%s' has no extrinsics (not posed by caliscope); it is left out.", source, name)
         return None
-    size = fields.array(table.get("size"), source, name, "size", ((2,),))
     K = fields.array(table.get("matrix"), source, name, "matrix", ((3, 3),))
     fields.check_focal(K[0, 0], source, name, "matrix")
     fields.check_focal(K[1, 1], source, name, "matrix")

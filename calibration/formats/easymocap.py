@@ -28,6 +28,7 @@ from calibration.camera import Camera
 from calibration.errors import TriangulumError
 from calibration.formats import fields
 from calibration.rig import Rig
+from calibration.rig_io import rotation_from_field
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ class _Yaml:
         node = self.node(key)
         if node is None:
             return None
-        value = node.mat()
+        try:
+            value = node.mat()
+        except (cv2.error, SystemError):
+            value = None
         if value is None:
             fields.fail(self.source, camera, key, "is not an OpenCV matrix (the file may be truncated)")
         return fields.array(value, self.source, camera, key, shapes)
@@ -144,12 +148,15 @@ def _camera(name: str, intri: _Yaml, extri: _Yaml, size: tuple[int, int] | None,
     rot = extri.matrix(f"Rot_{name}", name, ((3, 3),))
     if rvec is None and rot is None:
         fields.fail(extri.source, name, f"R_{name}", "is missing")
-    R = rot if rvec is None else cv2.Rodrigues(rvec.reshape(3, 1))[0]
+    # The matrix wins when both are there: it round-trips without Rodrigues round-off.
+    R = rot if rot is not None else rotation_from_field(rvec.reshape(3), f"{extri.source}: camera '{name}'")
     if rot is not None:
         fields.check_rotation(rot, extri.source, name, f"Rot_{name}")
-        if rvec is not None and np.abs(rot - R).max() > fields.ROTATION_TOLERANCE:
-            fields.fail(extri.source, name, f"Rot_{name}", f"disagrees with R_{name} by {np.abs(rot - R).max():.2g}; "
-                        "the two must be the same rotation")
+        if rvec is not None:
+            gap = np.abs(rotation_from_field(rvec.reshape(3), extri.source) - rot).max()
+            if gap > fields.ROTATION_TOLERANCE:
+                fields.fail(extri.source, name, f"Rot_{name}", f"disagrees with R_{name} by {gap:.2g}; "
+                            "the two must be the same rotation")
     t = extri.matrix(f"T_{name}", name, ((3, 1), (1, 3), (3,)))
     if t is None:
         fields.fail(extri.source, name, f"T_{name}", "is missing")
