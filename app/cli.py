@@ -12,6 +12,7 @@ from calibration.errors import TriangulumError
 # Each module defines `register(subparsers)` which adds its parser and sets `func`.
 COMMAND_MODULES = [
     "app.commands.calib",
+    "app.commands.capture",
 ]
 
 

@@ -1,0 +1,163 @@
+"""A whole capture wired together: sources, grabbers, sync buffer, recorder, pose worker, stream.
+
+    capture = LiveCapture(CaptureConfig(sources=["video:a.mp4", "video:b.mp4"]), pipeline)
+    capture.start()
+    ...  capture.stats() once a second; capture.worker.subscribe() for poses
+    capture.stop()
+
+Used by `triangulum capture`, the capture benchmark and the GUI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.capture.frames import clock
+from app.capture.grabber import Grabber, GrabberStats, RetryPolicy
+from app.capture.recorder import CameraEntry, Recorder, RecorderConfig, RecorderStats
+from app.capture.session import SessionCameraSource
+from app.capture.spec import open_sources
+from app.capture.stream import PoseStreamer, parse_stream_target
+from app.capture.sync import SyncBuffer, SyncStats, default_tolerance
+from app.capture.worker import PosePipeline, PoseWorker, PreviewPipeline, WorkerStats
+from calibration.rig import Rig
+
+log = logging.getLogger(__name__)
+
+START_LEAD = 0.1  # seconds between opening the sources and their first due frame
+
+
+@dataclass
+class CaptureConfig:
+    """sources: spec strings (see spec.py). mode: "live" or "lockstep" (every set, for
+    offline runs). tolerance: sync tolerance in seconds (None: half the slowest camera's
+    frame period). record: a new folder to record into. calibration: the rig, saved with
+    the recording. stream: "HOST:PORT" or
+    "osc://HOST:PORT" to send joints to. spare_buffers: image buffers per camera beyond
+    what the sync buffer and recorder hold (for the pose worker and displays)."""
+
+    sources: list[str]
+    mode: str = "live"
+    tolerance: float | None = None
+    sync_depth: int = 4
+    record: Path | None = None
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    calibration: Rig | None = None
+    stream: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    spare_buffers: int = 6
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    t: float  # seconds since start
+    cameras: list[GrabberStats]
+    sync: SyncStats
+    worker: WorkerStats
+    recorder: RecorderStats | None
+    streamed: int
+
+
+class LiveCapture:
+    """Owns every thread of one capture; `stop()` ends them all and closes the recording."""
+
+    def __init__(self, config: CaptureConfig, pipeline: PosePipeline | None = None) -> None:
+        self.config = config
+        self.pipeline = pipeline or PreviewPipeline()
+        self.sources = open_sources(config.sources)
+        self.grabbers: list[Grabber] = []
+        self.sync: SyncBuffer | None = None
+        self.recorder: Recorder | None = None
+        self.worker: PoseWorker | None = None
+        self.streamer: PoseStreamer | None = None
+        self.epoch = 0.0
+
+    @property
+    def cameras(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def start(self) -> None:
+        cfg = self.config
+        queue_frames = cfg.recorder.queue_frames if cfg.record else 0
+        pool = cfg.sync_depth + queue_frames + cfg.spare_buffers
+        self.grabbers = [
+            Grabber(s, [], pool_frames=pool, retry=cfg.retry, on_state=self._on_state) for s in self.sources
+        ]
+        try:
+            infos = [g.open() for g in self.grabbers]
+            tolerance = cfg.tolerance or default_tolerance(i.fps or 30.0 for i in infos)
+            self.sync = SyncBuffer(self.cameras, tolerance, cfg.mode, cfg.sync_depth)
+            self.worker = PoseWorker(self.sync, self.pipeline)
+            if cfg.stream:
+                target = parse_stream_target(cfg.stream)
+                self.streamer = PoseStreamer(self.worker.subscribe(capacity=8, images=False), target)
+            # The shared epoch is fixed last, so that no source is late for its first frame.
+            self.epoch = clock() + START_LEAD
+            for s in self.sources:
+                s.epoch = self.epoch
+            if cfg.record:
+                entries = [
+                    CameraEntry(s.name, s.description, i.width, i.height, i.fps or 30.0)
+                    for s, i in zip(self.sources, infos, strict=True)
+                ]
+                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration, clock_origin=self.epoch)
+                self.recorder.start()
+        except BaseException:
+            for s in self.sources:
+                s.close()
+            raise
+        for g in self.grabbers:
+            g.sinks = [self.sync.push] + ([self.recorder.submit] if self.recorder else [])
+        if self.streamer is not None:
+            self.streamer.start()
+        self.worker.start()
+        for g in self.grabbers:
+            g.start()
+        for s, i in zip(self.sources, infos, strict=True):
+            log.info("camera %s: %s, %dx%d, %s", s.name, s.description, i.width, i.height, i.detail)
+        log.info("sync: %s mode, tolerance %.1f ms", cfg.mode, tolerance * 1000)
+
+    def _on_state(self, camera: str, state: str, message: str) -> None:
+        if self.sync is None:
+            return
+        if state == "ended":
+            self.sync.end(camera)
+        elif state == "failed":
+            self.sync.set_active(camera, False)
+
+    def seek(self, t: float) -> None:
+        """Move a session playback to session time t (seconds)."""
+        playbacks = {id(s.playback): s.playback for s in self.sources if isinstance(s, SessionCameraSource)}
+        for playback in playbacks.values():
+            playback.seek(t)
+        if self.sync is not None:
+            self.sync.flush()
+
+    @property
+    def finished(self) -> bool:
+        """Every source has ended and the worker has handed out the last pose."""
+        return bool(self.grabbers) and not any(g.alive for g in self.grabbers) and not (self.worker and self.worker.alive)
+
+    def stop(self) -> None:
+        for g in self.grabbers:
+            g.stop()
+        if self.sync is not None:
+            self.sync.close()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.streamer is not None:
+            self.streamer.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+
+    def stats(self) -> CaptureStats:
+        return CaptureStats(
+            t=clock() - self.epoch,
+            cameras=[g.stats() for g in self.grabbers],
+            sync=self.sync.stats(),
+            worker=self.worker.stats(),
+            recorder=self.recorder.stats() if self.recorder else None,
+            streamed=self.streamer.sent if self.streamer else 0,
+        )

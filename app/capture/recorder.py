@@ -1,0 +1,340 @@
+"""Record every frame of every camera, on its own thread, without ever stalling capture.
+
+Grabbers call `submit(frame)`, which never waits: frames go into one bounded queue and a
+frame that finds the queue full is counted as dropped for its camera (the timestamp CSV
+then shows the gap). The recorder thread encodes and appends each frame to its camera's
+video and writes its timestamp row, flushed at once, so a killed process leaves everything
+up to the frame in flight (see `session.py` for the folder layout).
+
+Disk full (a failed write, or free space below `min_free_bytes`, checked every second)
+stops the recording cleanly: files are closed, the manifest says status "stopped" with the
+reason, and `error` carries a message for the user; capture itself goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from app.capture.frames import Frame, clock
+from app.capture.mkv import MjpegMkvWriter
+from app.capture.session import (
+    CALIBRATION,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    timestamp_columns,
+    write_manifest,
+)
+from calibration.errors import TriangulumError
+from calibration.rig import Rig
+from calibration.rig_io import save_rig
+
+log = logging.getLogger(__name__)
+
+# codec -> (file suffix, FFmpeg fourcc or None for our own Matroska MJPEG writer, note)
+CODECS: dict[str, tuple[str, str | None, str]] = {
+    "mjpeg": (".mkv", None, "Motion-JPEG in Matroska; near-lossless at quality 95-100; survives a kill"),
+    "ffv1": (".mkv", "FFV1", "lossless FFV1 in Matroska (CPU-heavy; for small images)"),
+    "xvid": (".avi", "XVID", "MPEG-4 part 2 in AVI (small files, lossy)"),
+}
+
+
+def app_version() -> str:
+    try:
+        return metadata.version("triangulum")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """codec: a key of CODECS; quality: JPEG quality 1-100 for "mjpeg"; queue_frames:
+    frames waiting to be written, all cameras together (each holds one pooled buffer);
+    min_free_bytes: stop when the disk has less free space than this."""
+
+    codec: str = "mjpeg"
+    quality: int = 90
+    queue_frames: int = 64
+    min_free_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CameraEntry:
+    """A camera to record: name, source spec, size in pixels, nominal fps."""
+
+    name: str
+    source: str
+    width: int
+    height: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class RecorderStats:
+    state: str  # "idle", "recording", "stopped", "complete"
+    written: dict[str, int]
+    dropped: dict[str, int]
+    queued: int
+    bytes: int
+    error: str
+
+
+class _Track:
+    """The open files of one camera."""
+
+    def __init__(self, directory: Path, cam: CameraEntry, config: RecorderConfig, version: str) -> None:
+        suffix, fourcc, _ = CODECS[config.codec]
+        self.entry = cam
+        self.video_name = f"{cam.name}{suffix}"
+        self.csv_name = f"{cam.name}_timestamps.csv"
+        self.mkv: MjpegMkvWriter | None = None
+        self.cv: cv2.VideoWriter | None = None
+        path = directory / self.video_name
+        if fourcc is None:
+            self.mkv = MjpegMkvWriter(path, cam.width, cam.height, cam.fps, f"triangulum {version}")
+        else:
+            self.cv = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), cam.fps or 30.0, (cam.width, cam.height))
+            if not self.cv.isOpened():
+                raise TriangulumError(f"OpenCV cannot write {config.codec} video to {path}; choose another --codec ({sorted(CODECS)}).")
+        self.csv = open(directory / self.csv_name, "w", encoding="utf-8", newline="")
+        self.csv.write(",".join(timestamp_columns(config.codec)) + "\n")
+        self.csv.flush()
+        self.path = path
+        self.written = 0
+        self.dropped = 0
+        self.complete = False
+        self._warned_size = False
+
+    def write(self, frame: Frame, t: float, quality: int) -> None:
+        image = frame.image
+        if image.shape[:2] != (self.entry.height, self.entry.width):
+            if not self._warned_size:
+                log.warning("camera %s delivers %s, recording resized to %dx%d", self.entry.name, image.shape[1::-1], self.entry.width, self.entry.height)
+                self._warned_size = True
+            image = cv2.resize(image, (self.entry.width, self.entry.height))
+        row = f"{self.written},{frame.index},{t:.6f}"
+        if self.mkv is not None:
+            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise TriangulumError(f"camera {self.entry.name}: a frame could not be JPEG-encoded.")
+            offset, size = self.mkv.write(jpeg, round(t * 1000))
+            row += f",{offset},{size}"
+        else:
+            self.cv.write(image)
+        # Video first, then the row: a row never points at data that is not on disk.
+        self.csv.write(row + "\n")
+        self.csv.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        for close in (self.mkv.close if self.mkv else self.cv.release, self.csv.close):
+            try:
+                close()
+            except OSError as exc:  # closing a file on a full disk can fail; nothing left to save
+                log.warning("camera %s: closing a recording file failed: %s", self.entry.name, exc)
+        self.complete = True
+
+
+class Recorder:
+    """Writes a session folder (layout in `session.py`) from frames of `cameras`.
+
+    clock_origin: the `clock` value that becomes t_capture = 0 in the CSVs (use the
+    capture's shared epoch). calibration: the rig in use, saved beside the videos.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        cameras: list[CameraEntry],
+        config: RecorderConfig | None = None,
+        calibration: Rig | None = None,
+        clock_origin: float | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.cameras = list(cameras)
+        self.config = config or RecorderConfig()
+        if self.config.codec not in CODECS:
+            raise TriangulumError(f"unknown codec '{self.config.codec}'; choose one of {sorted(CODECS)}.")
+        if not 1 <= self.config.quality <= 100:
+            raise TriangulumError(f"JPEG quality {self.config.quality} is out of range; use 1 to 100.")
+        self.calibration = calibration
+        self.clock_origin = clock() if clock_origin is None else clock_origin
+        self._queue: queue.Queue[Frame | None] = queue.Queue(self.config.queue_frames)
+        self._tracks: dict[str, _Track] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._state = "idle"
+        self._error = ""
+        self._stop_reason = ""
+        self._manifest: dict[str, Any] = {}
+        self._last_space_check = 0.0
+        self._last_t = 0.0
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the folder and files, write the manifest (status "recording"), start the thread."""
+        d = self.directory
+        if d.exists() and (not d.is_dir() or any(d.iterdir())):
+            raise TriangulumError(f"{d} already exists and is not an empty folder; choose a new folder to record into.")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if self.calibration is not None:
+                save_rig(self.calibration, d / CALIBRATION)
+            version = app_version()
+            self._tracks = {c.name: _Track(d, c, self.config, version) for c in self.cameras}
+            self._manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "app_version": version,
+                "start_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "clock_origin": self.clock_origin,
+                "codec": self.config.codec,
+                "quality": self.config.quality,
+                "status": "recording",
+                "stop_reason": "",
+                "duration": 0.0,
+                "cameras": [self._camera_table(c) for c in self.cameras],
+            }
+            if self.calibration is not None:
+                self._manifest["calibration"] = CALIBRATION
+            write_manifest(d, self._manifest)
+        except OSError as exc:
+            raise TriangulumError(f"cannot create the recording in {d}: {exc.strerror or exc}; check the path and free space.") from exc
+        self._state = "recording"
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def _camera_table(self, cam: CameraEntry) -> dict[str, Any]:
+        track = self._tracks.get(cam.name)
+        table: dict[str, Any] = {
+            "name": cam.name,
+            "source": cam.source,
+            "video": track.video_name if track else "",
+            "timestamps": track.csv_name if track else "",
+            "width": cam.width,
+            "height": cam.height,
+            "fps": float(cam.fps),
+            "frames": track.written if track else 0,
+            "dropped": track.dropped if track else 0,
+            "complete": track.complete if track else False,
+        }
+        return table
+
+    def submit(self, frame: Frame) -> None:
+        """Queue a frame for writing; never waits (a full queue drops the frame)."""
+        if self._state != "recording":
+            return
+        track = self._tracks.get(frame.camera)
+        if track is None:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except queue.Full:
+            with self._lock:
+                track.dropped += 1
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued, close the files and finish the manifest."""
+        if self._thread is None:
+            return
+        # Wait for room for the end marker: the queue drains unless the thread already ended.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(timeout)
+        self._thread = None
+
+    # -- thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        quality = self.config.quality
+        try:
+            while True:
+                frame = self._queue.get()
+                if frame is None:
+                    break
+                self._check_space()
+                t = frame.t_capture - self.clock_origin
+                self._tracks[frame.camera].write(frame, t, quality)
+                self._last_t = max(self._last_t, t)
+                del frame
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._fail(f"the disk holding {self.directory} is full; recording stopped, free space or record to another disk.")
+            else:
+                self._fail(f"writing to {self.directory} failed ({exc.strerror or exc}); recording stopped.")
+        except TriangulumError as exc:
+            self._fail(str(exc))
+        self._finish()
+
+    def _check_space(self) -> None:
+        now = clock()
+        if now - self._last_space_check < 1.0:
+            return
+        self._last_space_check = now
+        free = shutil.disk_usage(self.directory).free
+        if free < self.config.min_free_bytes:
+            raise OSError(errno.ENOSPC, f"only {free / 1e6:.0f} MB free")
+
+    def _fail(self, message: str) -> None:
+        log.error("recording: %s", message)
+        with self._lock:
+            self._error = message
+            self._stop_reason = message
+            self._state = "stopping"
+
+    def _finish(self) -> None:
+        # Frames still queued are not written; release their buffers and count them.
+        while True:
+            try:
+                frame = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if frame is not None:
+                self._tracks[frame.camera].dropped += 1
+        for track in self._tracks.values():
+            track.close()
+        stopped = bool(self._stop_reason)
+        self._manifest.update(
+            status="stopped" if stopped else "complete",
+            stop_reason=self._stop_reason,
+            duration=max(0.0, self._last_t),
+            cameras=[self._camera_table(c) for c in self.cameras],
+        )
+        try:
+            write_manifest(self.directory, self._manifest)
+        except OSError as exc:
+            # The manifest still says "recording"; readers then check every file themselves.
+            log.error("recording: the final manifest could not be written (%s)", exc)
+        with self._lock:
+            self._state = "stopped" if stopped else "complete"
+
+    def stats(self) -> RecorderStats:
+        with self._lock:
+            return RecorderStats(
+                state=self._state,
+                written={n: t.written for n, t in self._tracks.items()},
+                dropped={n: t.dropped for n, t in self._tracks.items()},
+                queued=self._queue.qsize(),
+                bytes=sum(t.path.stat().st_size for t in self._tracks.values() if t.path.exists()),
+                error=self._error,
+            )
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST

@@ -1,0 +1,227 @@
+"""The pose worker: frame sets in, PoseFrames out, on its own thread.
+
+The worker takes sets from a SyncBuffer (the newest one in live mode, so a slow pipeline
+skips sets instead of falling behind), runs a `PosePipeline` on each and publishes the
+result to every subscriber's `Mailbox`. Publishing never waits: a full mailbox drops its
+oldest entry, so a slow display or network sender costs only its own frames. Displays
+subscribe with capacity 1 (the latest pose only); senders that want every pose use a
+larger capacity.
+
+The worker knows nothing about models: any object with `process(frameset) -> PoseFrame`
+will do (see `PosePipeline`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from app.capture.frames import FrameSet, PoseFrame, clock, recent_rate
+from app.capture.sync import SyncBuffer
+
+log = logging.getLogger(__name__)
+
+
+class PosePipeline(Protocol):
+    """What the worker runs. Called on the worker thread, one set at a time.
+
+    `process` returns a PoseFrame for the set (index and t_capture from the set, arrays
+    shaped as documented on PoseFrame, NaN where nothing was found) with `timings` filled
+    per stage (e.g. "detect", "backbone", "triangulate"; seconds). The worker adds
+    "wait" (set ready -> processing starts), "process" (the whole call) and "latency"
+    (capture -> published). Raising an exception skips the set; the worker goes on.
+    """
+
+    def process(self, frameset: FrameSet) -> PoseFrame: ...
+
+
+class PreviewPipeline:
+    """A pipeline for capture without pose estimation (no calibration yet, camera preview):
+    publishes each set with no joints, so displays and statistics work the same way."""
+
+    def process(self, frameset: FrameSet) -> PoseFrame:
+        views = len(frameset)
+        return PoseFrame(
+            index=frameset.index,
+            t_capture=frameset.t,
+            cameras=frameset.cameras,
+            joints3d=np.zeros((0, 3)),
+            keypoints2d=np.zeros((views, 0, 2)),
+            confidences=np.zeros((views, 0)),
+            reprojections=np.zeros((views, 0, 2)),
+        )
+
+
+class Mailbox:
+    """A bounded queue from the worker to one subscriber that drops its oldest entry when full.
+
+    images: whether poses arrive with their FrameSet (holding the set keeps its image
+    buffers in use; senders that need only numbers should say False).
+    """
+
+    def __init__(self, capacity: int = 1, images: bool = True) -> None:
+        if capacity < 1:
+            raise ValueError("a mailbox holds at least one pose")
+        self.capacity = capacity
+        self.images = images
+        self._items: deque[PoseFrame] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+        self.delivered = 0
+
+    def put(self, pose: PoseFrame) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            if len(self._items) >= self.capacity:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(pose)
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> PoseFrame | None:
+        """The oldest pose waiting, or None after `timeout` s or once closed and empty."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            self.delivered += 1
+            return self._items.popleft()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A snapshot over the recent poses (seconds). stages: median seconds per stage."""
+
+    poses: int
+    poses_per_second: float
+    latency_median: float
+    latency_p95: float
+    stages: dict[str, float]
+    errors: int
+    last_error: str
+
+
+class PoseWorker:
+    """Runs `pipeline` on sets from `sync` and publishes PoseFrames to subscribers."""
+
+    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512) -> None:
+        self.sync = sync
+        self.pipeline = pipeline
+        self._subscribers: list[Mailbox] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._poses = 0
+        self._errors = 0
+        self._last_error = ""
+        self._published: deque[float] = deque(maxlen=history)
+        self._latency: deque[float] = deque(maxlen=history)
+        self._stages: dict[str, deque[float]] = {}
+        self._history = history
+
+    def subscribe(self, capacity: int = 1, images: bool = True) -> Mailbox:
+        box = Mailbox(capacity, images)
+        with self._lock:
+            self._subscribers = [*self._subscribers, box]
+        return box
+
+    def unsubscribe(self, box: Mailbox) -> None:
+        box.close()
+        with self._lock:
+            self._subscribers = [b for b in self._subscribers if b is not box]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pose-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frameset = self.sync.get(timeout=0.1)
+                if frameset is None:
+                    if self.sync.finished:
+                        break
+                    continue
+                self._handle(frameset)
+                del frameset  # the set's image buffers go back to the pools
+        finally:
+            with self._lock:
+                boxes = list(self._subscribers)
+            for box in boxes:
+                box.close()
+
+    def _handle(self, frameset: FrameSet) -> None:
+        t0 = clock()
+        try:
+            pose = self.pipeline.process(frameset)
+        except Exception as exc:  # one bad set must not end live capture
+            with self._lock:
+                self._errors += 1
+                first = self._errors == 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+            (log.exception if first else log.debug)("pose pipeline failed on set %d", frameset.index)
+            return
+        t1 = clock()
+        pose.timings["wait"] = t0 - frameset.t_ready
+        pose.timings["process"] = t1 - t0
+        pose.frameset = frameset
+        pose.t_published = clock()
+        pose.timings["latency"] = pose.latency
+        with self._lock:
+            boxes = self._subscribers
+            self._poses += 1
+            self._published.append(pose.t_published)
+            self._latency.append(pose.latency)
+            for stage, seconds in pose.timings.items():
+                self._stages.setdefault(stage, deque(maxlen=self._history)).append(seconds)
+        bare = None
+        for box in boxes:
+            if box.images:
+                box.put(pose)
+            else:
+                bare = bare or dataclasses.replace(pose, frameset=None)
+                box.put(bare)
+
+    def stats(self) -> WorkerStats:
+        now = clock()
+        with self._lock:
+            latency = np.array(self._latency) if self._latency else np.full(1, np.nan)
+            return WorkerStats(
+                poses=self._poses,
+                poses_per_second=recent_rate(self._published, now),
+                latency_median=float(np.median(latency)),
+                latency_p95=float(np.percentile(latency, 95)),
+                stages={k: float(np.median(v)) for k, v in self._stages.items()},
+                errors=self._errors,
+                last_error=self._last_error,
+            )
