@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from app.export.conventions import check_take, world_to_yup
+from app.export.conventions import check_take, text_rows, world_to_yup
 from calibration.errors import TriangulumError
 from engines.skeleton import DERIVED, Skeleton, extend, tpose_direction
 
@@ -289,8 +289,8 @@ def write_bvh(
     emit(0, 0)
     angles = _euler(motion.local, config.rotation_order)
     lines += ["MOTION", f"Frames: {len(joints)}", f"Frame Time: {1.0 / fps:.8f}"]
-    for f in range(len(joints)):
-        lines.append(_fmt(np.concatenate([motion.root[f] * scale, angles[f].ravel()])))
+    table = np.concatenate([motion.root * scale, angles.reshape(len(joints), -1)], axis=1)
+    lines += text_rows(table + 0.0, " ")  # + 0.0 turns -0.0 into 0.0
     path = Path(path)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -40,3 +40,10 @@ def check_take(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray
     if np.isinf(joints).any():
         raise TriangulumError("Cannot export infinite joint positions; mark missing joints NaN.")
     return joints
+
+
+def text_rows(values: np.ndarray, sep: str) -> list[str]:
+    """Rows of a (F, N) array as text, 6 decimals, NaN as an empty field."""
+    template = sep.join(["%.6f"] * values.shape[1])
+    # "%.6f" renders NaN as "nan", and no number contains those letters
+    return [(template % tuple(row)).replace("nan", "") for row in values]

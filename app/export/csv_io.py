@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.export.conventions import check_take
+from app.export.conventions import check_take, text_rows
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
@@ -21,12 +21,10 @@ def write_csv(path: str | Path, joints: np.ndarray, skeleton: Skeleton, fps: flo
     joints = check_take(joints, skeleton, fps)
     path = Path(path)
     header = ["frame", "time"] + [f"{n}_{a}" for n in skeleton.joints for a in "xyz"]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i, row in enumerate(joints.reshape(len(joints), -1)):
-            cells = ["" if np.isnan(v) else f"{v:.6f}" for v in row]
-            writer.writerow([i, f"{i / fps:.6f}", *cells])
+    lines = [",".join(header)]
+    for i, row in enumerate(text_rows(joints.reshape(len(joints), -1), ",")):
+        lines.append(f"{i},{i / fps:.6f},{row}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.export.conventions import check_take, world_to_yup, yup_to_world
+from app.export.conventions import check_take, text_rows, world_to_yup, yup_to_world
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
@@ -27,10 +27,6 @@ _HEADER_KEYS = (
     "DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units",
     "OrigDataRate", "OrigDataStartFrame", "OrigNumFrames",
 )
-
-
-def _num(value: float) -> str:
-    return "" if np.isnan(value) else f"{value:.6f}"
 
 
 def write_trc(
@@ -53,10 +49,9 @@ def write_trc(
         "\t".join(["Frame#", "Time"] + [f"{n}\t\t" for n in skeleton.joints]).rstrip("\t") + "\t\t",
         "\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, markers + 1)),
     ]
-    data = world_to_yup(joints).reshape(frames, -1)
-    for i, row in enumerate(data):
-        cells = [str(i + 1), f"{start_time + i / fps:.6f}"] + [_num(v) for v in row]
-        lines.append("\t".join(cells))
+    rows = text_rows(world_to_yup(joints).reshape(frames, -1), "\t")
+    for i, row in enumerate(rows):
+        lines.append(f"{i + 1}\t{start_time + i / fps:.6f}\t{row}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
