@@ -215,7 +215,7 @@ def solve_motion(joints: np.ndarray, skeleton: Skeleton) -> BvhMotion:
             ok_s &= ok_frame
             g_full = f_obs @ f_rest[0].T
             found[ok_s] = g_parent[ok_s].transpose(0, 2, 1) @ g_full[ok_s]
-            # without the twist reference, keep the twist of the nearest full frame
+            # without the twist reference, keep the twist of the last frame that had it
             ref = g_parent @ _hold(found, ok_s, np.eye(3))
             ok_p &= ~ok_s
         swung = _swing(ref @ p_rest, p_obs) @ ref
