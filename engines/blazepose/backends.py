@@ -1,0 +1,95 @@
+"""Where the two BlazePose networks run: PyTorch (eager) or ONNX Runtime, behind one interface.
+
+A backend has `detect(images)` and `landmarks(crops)` taking NCHW float32 numpy batches
+((N, 3, 224, 224) in [-1, 1] and (N, 3, 256, 256) in [0, 1]) and returning numpy arrays with
+the output names of engines/export_onnx.py. TensorRT is reached the same way through
+engines/runtimes/tensorrt_runtime.py, which is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibration.errors import TriangulumError
+from engines.blazepose.weights import load_detector, load_landmark
+
+DETECTOR_OUTPUTS = ("regressors", "scores")
+LANDMARK_OUTPUTS = ("landmarks", "pose_flag", "heatmaps", "world", "features")
+
+
+class TorchBackend:
+    """The torch modules, eager, on `device` (float32)."""
+
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.detector = load_detector().to(self.device)
+        self.landmark = load_landmark().to(self.device)
+
+    @torch.inference_mode()
+    def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        regressors, scores = self.detector(torch.from_numpy(images).to(self.device))
+        return {"regressors": regressors.cpu().numpy(), "scores": scores.cpu().numpy()}
+
+    @torch.inference_mode()
+    def landmarks(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.landmark(torch.from_numpy(crops).to(self.device))
+        return {k: out[k].cpu().numpy() for k in LANDMARK_OUTPUTS}
+
+
+class OnnxRuntimeBackend:
+    """Both models exported to ONNX (dynamic batch) and run by ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir: Path | None = None, providers: list[str] | None = None,
+                 threads: int | None = None):
+        from engines.export_onnx import ensure_exported
+        from engines.runtimes.onnx_runtime import OnnxRuntimeModel
+
+        paths = ensure_exported(model_dir, dynamic=True)
+        self.detector = OnnxRuntimeModel(paths["detector"], providers=providers, threads=threads)
+        self.landmark = OnnxRuntimeModel(paths["landmark"], providers=providers, threads=threads)
+
+    def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.detector(images=images)
+
+    def landmarks(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        return self.landmark(crops=crops)
+
+
+class TensorRTBackend:
+    """Both models as TensorRT engines built from the dynamic-batch ONNX files (needs a GPU)."""
+
+    name = "tensorrt"
+
+    def __init__(self, model_dir: Path | None = None, max_batch: int = 8, fp16: bool = True):
+        from engines.export_onnx import ensure_exported
+        from engines.runtimes.tensorrt_runtime import TensorRTModel
+
+        paths = ensure_exported(model_dir, dynamic=True)
+        self.detector = TensorRTModel(paths["detector"], max_batch=max_batch, fp16=fp16)
+        self.landmark = TensorRTModel(paths["landmark"], max_batch=max_batch, fp16=fp16)
+
+    def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.detector(images=images)
+
+    def landmarks(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        return self.landmark(crops=crops)
+
+
+def make_backend(name: str = "torch", **kwargs):
+    """A backend by name: "torch", "onnxruntime" or "tensorrt"."""
+    if name == "torch":
+        return TorchBackend(**kwargs)
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(**kwargs)
+    if name == "tensorrt":
+        return TensorRTBackend(**kwargs)
+    raise TriangulumError(f"Unknown backend {name!r}; use torch, onnxruntime or tensorrt.")

@@ -1,0 +1,312 @@
+"""Per-view BlazePose 2D pipeline: detect, track the ROI, batched landmark pass, image keypoints.
+
+    estimator = BlazePoseEstimator()                   # torch backend, CPU
+    poses = estimator([rgb_cam1, rgb_cam2, ...])       # one frame of every view -> [Pose2D | None]
+
+Per view the estimator keeps a track (the next frame's ROI). The detector runs only for views
+whose track is lost (no previous pose, or the pose flag fell below `min_tracking_score`); all
+views of a frame then go through the landmark network as one batch. Landmarks are refined by
+the windowed soft-argmax on their heatmaps and mapped back to full-image pixels.
+
+Main subject: among the detector's people the estimator keeps the one the user selected
+(`select(view, point)`), else the one nearest to where the lost track last was, else the
+largest and most central one (or the best-scoring one, MediaPipe's rule, with
+subject="score"). Between detections it follows that person through its ROI only, so it can
+switch people only at a re-detection, which each Pose2D reports (`redetected`, `track_id`).
+`detect_people` returns every person the detector finds, each with its landmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from calibration.errors import TriangulumError
+from engines.blazepose.backends import make_backend
+from engines.blazepose.detection import Detection, decode_detections
+from engines.blazepose.keypoints import REFINE_KERNEL, refine_landmarks
+from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
+from engines.blazepose.roi import Roi, crop, crop_to_image, full_image_roi, roi_from_points
+
+# BlazePose landmark order (MediaPipe Pose); 33 = hip centre and 34 = the ROI scale point are
+# the auxiliary landmarks that carry the track; 35..38 are not used by MediaPipe.
+BODY_JOINTS = 33
+LANDMARK_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index", "hip_centre", "scale_point",
+)
+HIP_CENTRE, SCALE_POINT = 33, 34
+
+
+@dataclass
+class EstimatorConfig:
+    """Thresholds and policies of the per-view pipeline (MediaPipe's defaults)."""
+
+    min_detection_score: float = 0.5
+    min_tracking_score: float = 0.5  # pose flag under this drops the track
+    nms_threshold: float = 0.3
+    subject: str = "largest"  # "largest" (largest, most central) or "score" (MediaPipe)
+    redetect_same_frame: bool = False  # MediaPipe re-detects on the next frame
+    refine_kernel: int = REFINE_KERNEL
+
+
+@dataclass
+class Pose2D:
+    """One person in one view. J = 39 landmarks (0..32 body, 33 hip centre, 34 scale point).
+
+    keypoints (J, 2): image pixels, heatmap-refined; confidence (J,): peak sigmoid of the
+    heatmap window; regressed (J, 2): the network's direct regression in image pixels;
+    z (J,): depth relative to the hips, in pixels of the crop scale; visibility, presence (J,):
+    probabilities; pose_score: the pose flag; world (J, 3): metres, hip-centred single-view 3D
+    pose (image-aligned axes); heatmaps (J, 64, 64) logits; features (48, 64, 64) decoder map;
+    roi: the crop the landmarks came from; redetected: this frame's ROI came from the detector;
+    track_id: changes only when a re-detection picks a different person.
+    """
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    regressed: np.ndarray
+    z: np.ndarray
+    visibility: np.ndarray
+    presence: np.ndarray
+    pose_score: float
+    world: np.ndarray
+    heatmaps: np.ndarray
+    features: np.ndarray
+    roi: Roi
+    redetected: bool = False
+    track_id: int = -1
+    detection: Detection | None = None
+
+    def next_roi(self) -> Roi:
+        """The ROI that follows this person into the next frame (from landmarks 33 -> 34)."""
+        return roi_from_points(self.keypoints[HIP_CENTRE], self.keypoints[SCALE_POINT])
+
+
+@dataclass
+class _Track:
+    roi: Roi | None = None
+    last_centre: np.ndarray | None = None  # hip centre of the last pose, pixels
+    last_size: float = 0.0
+    track_id: int = -1
+    selected: np.ndarray | None = None  # a user-chosen image point, pixels
+
+
+@dataclass
+class _Ids:
+    next: int = 0
+
+    def new(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+
+def _check_image(image: np.ndarray, view: int) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        raise TriangulumError(
+            f"View {view}: expected an RGB uint8 image of shape (H, W, 3), got {shape}; "
+            "convert the frame with cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)."
+        )
+
+
+def detector_input(images: list[np.ndarray]) -> np.ndarray:
+    """Letterboxed detector batch: (N, 3, 224, 224) float32 in [-1, 1] from RGB uint8 images."""
+    batch = [crop(im, full_image_roi(im.shape[1], im.shape[0]), DETECTOR_INPUT, border="zero")
+             for im in images]
+    return (np.stack(batch).astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+
+
+def landmark_input(images: list[np.ndarray], rois: list[Roi]) -> np.ndarray:
+    """Rotated crops: (N, 3, 256, 256) float32 in [0, 1]."""
+    batch = [crop(im, roi, LANDMARK_INPUT, border="replicate") for im, roi in zip(images, rois, strict=True)]
+    return (np.stack(batch).astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def decode_landmarks(out: dict[str, np.ndarray], rois: list[Roi],
+                     kernel: int = REFINE_KERNEL) -> list[Pose2D]:
+    """Landmark network outputs for N crops -> N Pose2D in image pixels (see Pose2D)."""
+    raw = out["landmarks"].astype(np.float32)  # (N, 39, 5), 256-crop pixels
+    regressed = torch.from_numpy(raw[..., :2] / LANDMARK_INPUT)
+    refined, confidence = refine_landmarks(torch.from_numpy(out["heatmaps"]), regressed, kernel)
+    refined, confidence = refined.numpy(), confidence.numpy()
+    poses = []
+    for i, roi in enumerate(rois):
+        c, s = np.cos(roi.rotation), np.sin(roi.rotation)
+        world = out["world"][i].astype(np.float64).copy()
+        world[:, :2] = world[:, :2] @ np.array([[c, -s], [s, c]]).T
+        poses.append(Pose2D(
+            keypoints=crop_to_image(refined[i], roi, 1.0).astype(np.float32),
+            confidence=confidence[i],
+            regressed=crop_to_image(raw[i, :, :2], roi, LANDMARK_INPUT).astype(np.float32),
+            z=(raw[i, :, 2] / LANDMARK_INPUT * roi.size).astype(np.float32),
+            visibility=_sigmoid(raw[i, :, 3]),
+            presence=_sigmoid(raw[i, :, 4]),
+            pose_score=float(out["pose_flag"][i]),
+            world=world.astype(np.float32),
+            heatmaps=out["heatmaps"][i],
+            features=out["features"][i],
+            roi=roi,
+        ))
+    return poses
+
+
+class BlazePoseEstimator:
+    """Stateful per-view 2D pose estimator (one track per view index)."""
+
+    def __init__(self, backend="torch", config: EstimatorConfig | None = None, **backend_kwargs):
+        self.backend = make_backend(backend, **backend_kwargs) if isinstance(backend, str) else backend
+        self.config = config or EstimatorConfig()
+        if self.config.subject not in ("largest", "score"):
+            raise TriangulumError(f"Unknown subject policy {self.config.subject!r}; use largest or score.")
+        self.tracks: dict[int, _Track] = {}
+        self._ids = _Ids()
+
+    def reset(self) -> None:
+        """Forget every track (next call re-detects in every view)."""
+        self.tracks.clear()
+
+    def select(self, view: int, point: tuple[float, float]) -> None:
+        """Make the person at image `point` (pixels) the subject of `view` from the next frame on.
+
+        Forces a re-detection in that view; the detection whose box holds the point (nearest
+        centre first) becomes the tracked person.
+        """
+        track = self.tracks.setdefault(view, _Track())
+        track.selected = np.asarray(point, np.float64)
+        track.roi = None
+
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Every person the detector finds in each image, best score first (N views -> N lists)."""
+        if not images:
+            return []
+        for v, im in enumerate(images):
+            _check_image(im, v)
+        out = self.backend.detect(detector_input(images))
+        return [
+            decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
+                              self.config.min_detection_score, self.config.nms_threshold)
+            for i, im in enumerate(images)
+        ]
+
+    def estimate(self, images: list[np.ndarray], rois: list[Roi]) -> list[Pose2D]:
+        """Landmarks for each (image, ROI) pair in one batch through the landmark network."""
+        if not rois:
+            return []
+        out = self.backend.landmarks(landmark_input(images, rois))
+        return decode_landmarks(out, rois, self.config.refine_kernel)
+
+    def detect_people(self, images: list[np.ndarray], max_people: int = 0) -> list[list[Pose2D]]:
+        """Every detected person of every view with landmarks (all crops in one batch).
+
+        max_people > 0 keeps that many per view (best detector score first). Does not touch
+        the tracks. Returns per view a list of Pose2D (those with pose flag under
+        `min_tracking_score` are dropped), each with its `detection`.
+        """
+        people = self.detect(images)
+        if max_people > 0:
+            people = [p[:max_people] for p in people]
+        flat_images, flat_rois, owners = [], [], []
+        for v, dets in enumerate(people):
+            for d in dets:
+                flat_images.append(images[v])
+                flat_rois.append(roi_from_points(d.keypoints[0], d.keypoints[1]))
+                owners.append((v, d))
+        result: list[list[Pose2D]] = [[] for _ in images]
+        for (v, d), pose in zip(owners, self.estimate(flat_images, flat_rois), strict=True):
+            if pose.pose_score >= self.config.min_tracking_score:
+                pose.redetected, pose.detection = True, d
+                result[v].append(pose)
+        return result
+
+    def _choose(self, track: _Track, people: list[Detection], width: int, height: int) -> Detection | None:
+        if not people:
+            return None
+        if track.selected is not None:
+            point = track.selected
+            inside = [d for d in people if d.box[0] <= point[0] <= d.box[2] and d.box[1] <= point[1] <= d.box[3]]
+            pool = inside or people
+            track.selected = None
+            return min(pool, key=lambda d: float(np.linalg.norm(d.keypoints[0] - point)))
+        if track.last_centre is not None:
+            # Stay with the person we lost if one is still near where they were.
+            near = min(people, key=lambda d: float(np.linalg.norm(d.keypoints[0] - track.last_centre)))
+            if np.linalg.norm(near.keypoints[0] - track.last_centre) < 0.5 * track.last_size:
+                return near
+        if self.config.subject == "score":
+            return people[0]
+        centre = np.array([width / 2, height / 2])
+        half_diag = 0.5 * np.hypot(width, height)
+
+        def rank(d: Detection) -> float:
+            # The detector's box is the face; the body's size is the hip -> scale-point radius.
+            radius = np.linalg.norm(d.keypoints[1] - d.keypoints[0])
+            off_centre = np.linalg.norm(d.keypoints[0] - centre) / half_diag
+            return float(radius * (1.0 - 0.5 * off_centre))
+
+        return max(people, key=rank)
+
+    def _redetect(self, images: list[np.ndarray], views: list[int]) -> dict[int, tuple[Roi, Detection]]:
+        found = {}
+        for v, people in zip(views, self.detect([images[v] for v in views]), strict=True):
+            track = self.tracks[v]
+            h, w = images[v].shape[:2]
+            chosen = self._choose(track, people, w, h)
+            if chosen is None:
+                continue
+            near_last = (track.last_centre is not None and
+                         np.linalg.norm(chosen.keypoints[0] - track.last_centre) < 0.5 * track.last_size)
+            if not near_last:
+                track.track_id = self._ids.new()
+            found[v] = (roi_from_points(chosen.keypoints[0], chosen.keypoints[1]), chosen)
+        return found
+
+    def __call__(self, images: list[np.ndarray]) -> list[Pose2D | None]:
+        """One synchronised frame (RGB uint8 per view) -> the main subject's pose per view."""
+        for v, im in enumerate(images):
+            _check_image(im, v)
+            self.tracks.setdefault(v, _Track())
+        lost = [v for v in range(len(images)) if self.tracks[v].roi is None]
+        detected = self._redetect(images, lost) if lost else {}
+        results: list[Pose2D | None] = [None] * len(images)
+        self._landmark_pass(images, detected, results)
+        if self.config.redetect_same_frame:
+            retry = [v for v in range(len(images)) if results[v] is None and v not in detected]
+            if retry:
+                again = self._redetect(images, retry)
+                self._landmark_pass(images, again, results)
+        return results
+
+    def _landmark_pass(self, images, detected: dict[int, tuple[Roi, Detection]], results) -> None:
+        views, rois = [], []
+        for v in range(len(images)):
+            if results[v] is not None:
+                continue
+            roi = detected[v][0] if v in detected else self.tracks[v].roi
+            if roi is not None:
+                views.append(v)
+                rois.append(roi)
+        poses = self.estimate([images[v] for v in views], rois)
+        for v, pose in zip(views, poses, strict=True):
+            track = self.tracks[v]
+            if pose.pose_score < self.config.min_tracking_score:
+                track.roi = None  # lost: re-detect (next frame, as MediaPipe)
+                continue
+            pose.redetected = v in detected
+            pose.detection = detected[v][1] if v in detected else None
+            pose.track_id = track.track_id
+            track.roi = pose.next_roi()
+            track.last_centre = pose.keypoints[HIP_CENTRE].astype(np.float64)
+            track.last_size = track.roi.size
+            results[v] = pose
+
