@@ -14,14 +14,15 @@ Two modes:
   decisions depend only on the timestamps, never on arrival order, so an offline run gives
   the same sets every time.
 
-Cameras marked inactive (failed) or ended are left out of the sets until they deliver again.
+Cameras marked inactive (failed) or ended are left out of the sets until they deliver
+again; a set needs at least `min_cameras` cameras (default 2, or 1 for a single camera).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +61,22 @@ def _span(frames: Iterable[Frame]) -> float:
 
 
 class SyncBuffer:
-    """Thread-safe: grabbers `push()`, one consumer calls `get()`."""
+    """Thread-safe: grabbers `push()`, one consumer calls `get()`.
 
-    def __init__(self, cameras: Sequence[str], tolerance: float, mode: str = "live", depth: int = 4) -> None:
+    depth: frames kept per camera. min_cameras: fewest cameras in a set. now: the time
+    source the live mode's waiting and the sets' t_ready use (the capture clock;
+    simulations pass their own).
+    """
+
+    def __init__(
+        self,
+        cameras: Sequence[str],
+        tolerance: float,
+        mode: str = "live",
+        depth: int = 4,
+        min_cameras: int | None = None,
+        now: Callable[[], float] = clock,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"sync mode must be one of {MODES}, not {mode!r}")
         if depth < 2:
@@ -73,6 +87,10 @@ class SyncBuffer:
         self.tolerance = float(tolerance)
         self.mode = mode
         self.depth = depth
+        self.min_cameras = min(2, len(cameras)) if min_cameras is None else min_cameras
+        if not 1 <= self.min_cameras <= len(cameras):
+            raise ValueError(f"min_cameras must be between 1 and {len(cameras)}")
+        self._now = now
         self._queues: dict[str, deque[Frame]] = {c: deque() for c in cameras}
         self._active = dict.fromkeys(cameras, True)
         self._ended = dict.fromkeys(cameras, False)
@@ -145,12 +163,12 @@ class SyncBuffer:
 
     def get(self, timeout: float | None = None) -> FrameSet | None:
         """The next set (see the modes above), or None after `timeout` s or once finished."""
-        deadline = None if timeout is None else clock() + timeout
+        deadline = None if timeout is None else self._now() + timeout
         with self._cond:
             while True:
                 if self._closed:
                     return None
-                now = clock()
+                now = self._now()
                 wake = None
                 if self.mode == "live":
                     frames, wake = self._take_live(now)
@@ -174,19 +192,20 @@ class SyncBuffer:
             return self._finished()
 
     def _finished(self) -> bool:
-        return self._closed or not self._participants()
+        can_deliver = [c for c in self.cameras if self._queues[c] or not self._ended[c]]
+        return self._closed or len(can_deliver) < self.min_cameras
 
     def _participants(self) -> list[str]:
         return [c for c in self.cameras if self._active[c] and (self._queues[c] or not self._ended[c])]
 
     def _period(self, camera: str) -> float | None:
         times = self._arrivals[camera]
-        return float(np.median(np.diff(times))) if len(times) >= 3 else None
+        return float(np.median(np.diff(times))) if len(times) >= 2 else None
 
     def _take_live(self, now: float) -> tuple[dict[str, Frame] | None, float | None]:
         """The newest complete set, or (None, when to look again if a better one is due)."""
         cams = self._participants()
-        if not cams or any(not self._queues[c] for c in cams):
+        if len(cams) < self.min_cameras or any(not self._queues[c] for c in cams):
             return None, None
         # Sets including the lagging camera's newest frame are the newest that can exist.
         lagging = min(cams, key=lambda c: self._queues[c][-1].t_capture)
@@ -201,17 +220,16 @@ class SyncBuffer:
 
     def _closer_frame_due(self, chosen: dict[str, Frame], now: float) -> float | None:
         """When a camera whose chosen frame is its newest should, by its frame period,
-        deliver a frame that tightens the set: the time to give up waiting for it (a
-        period after it is due); None when no such frame is worth waiting for."""
-        span = _span(chosen.values())
+        deliver a frame nearer to the set's latest frame: the time to give up waiting for it
+        (a period after it is due); None when no such frame is worth waiting for."""
+        latest = max(f.t_capture for f in chosen.values())
         wake = None
         for cam, frame in chosen.items():
             period = self._period(cam)
             if period is None or self._queues[cam][-1] is not frame:
                 continue
             expected = frame.t_capture + period
-            others = [f.t_capture for c, f in chosen.items() if c != cam]
-            if max(*others, expected) - min(*others, expected) < span - 1e-4:
+            if abs(expected - latest) < latest - frame.t_capture - 1e-4:
                 give_up = expected + period
                 if now < give_up:
                     wake = give_up if wake is None else min(wake, give_up)
@@ -220,7 +238,7 @@ class SyncBuffer:
     def _take_lockstep(self) -> dict[str, Frame] | None:
         while True:
             cams = self._participants()
-            if not cams or any(not self._queues[c] for c in cams):
+            if len(cams) < self.min_cameras or any(not self._queues[c] for c in cams):
                 return None
             heads = {c: self._queues[c][0] for c in cams}
             first = min(cams, key=lambda c: heads[c].t_capture)
@@ -232,15 +250,18 @@ class SyncBuffer:
                 continue
             if any(len(self._queues[c]) < 2 and not self._ended[c] for c in cams):
                 return None  # a camera's next frame might match better: wait for it
-            best, best_span = None, span
-            for c in cams:
-                if len(self._queues[c]) >= 2:
-                    alt = _span([self._queues[c][1] if d == c else heads[d] for d in cams])
-                    if alt < best_span - 1e-12:
-                        best, best_span = c, alt
-            if best is None:
+            # The latest head's camera has nothing earlier, so the set is built around it:
+            # a camera whose next frame is nearer to it than its head gives up its head.
+            latest = max(f.t_capture for f in heads.values())
+            closer = [
+                c
+                for c in cams
+                if len(self._queues[c]) >= 2
+                and abs(self._queues[c][1].t_capture - latest) < latest - heads[c].t_capture
+            ]
+            if not closer:
                 return heads
-            self._drop_head(best)
+            self._drop_head(closer[0])
 
     def _drop_head(self, camera: str) -> None:
         self._queues[camera].popleft()
@@ -255,7 +276,7 @@ class SyncBuffer:
                     self._dropped[cam] += 1
             self._last_used[cam] = frame.t_capture
         frames = tuple(chosen[c] for c in self.cameras if c in chosen)
-        now = clock()
+        now = self._now()
         fs = FrameSet(self._sets, frames, now)
         self._sets += 1
         self._skews.append(_span(frames))
@@ -264,7 +285,7 @@ class SyncBuffer:
         return fs
 
     def stats(self) -> SyncStats:
-        now = clock()
+        now = self._now()
         with self._cond:
             skews = np.array(self._skews) if self._skews else np.zeros(1)
             return SyncStats(
