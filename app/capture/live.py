@@ -78,7 +78,10 @@ class LiveCapture:
     def cameras(self) -> list[str]:
         return [s.name for s in self.sources]
 
-    def start(self) -> None:
+    def open(self) -> None:
+        """Open every source and build the sync buffer, worker and stream (no threads yet).
+
+        Subscribe to `worker` between `open()` and `start()` to receive every pose."""
         cfg = self.config
         queue_frames = cfg.recorder.queue_frames if cfg.record else 0
         pool = cfg.sync_depth + queue_frames + cfg.spare_buffers
@@ -93,31 +96,43 @@ class LiveCapture:
             if cfg.stream:
                 target = parse_stream_target(cfg.stream)
                 self.streamer = PoseStreamer(self.worker.subscribe(capacity=8, images=False), target)
-            # The shared epoch is fixed last, so that no source is late for its first frame.
-            self.epoch = clock() + START_LEAD
-            for s in self.sources:
-                s.epoch = self.epoch
             if cfg.record:
                 entries = [
                     CameraEntry(s.name, s.description, i.width, i.height, i.fps or 30.0)
                     for s, i in zip(self.sources, infos, strict=True)
                 ]
-                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration, clock_origin=self.epoch)
-                self.recorder.start()
+                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration)
         except BaseException:
             for s in self.sources:
                 s.close()
             raise
         for g in self.grabbers:
             g.sinks = [self.sync.push] + ([self.recorder.submit] if self.recorder else [])
+        for s, i in zip(self.sources, infos, strict=True):
+            log.info("camera %s: %s, %dx%d, %s", s.name, s.description, i.width, i.height, i.detail)
+        log.info("sync: %s mode, tolerance %.1f ms", cfg.mode, tolerance * 1000)
+
+    def start(self) -> None:
+        """Start recording, the worker, the stream and the grabbers (opening first if needed)."""
+        if self.sync is None:
+            self.open()
+        # The shared epoch is fixed last, so that no source is late for its first frame.
+        self.epoch = clock() + START_LEAD
+        for s in self.sources:
+            s.epoch = self.epoch
+        if self.recorder is not None:
+            self.recorder.clock_origin = self.epoch
+            try:
+                self.recorder.start()
+            except BaseException:
+                for s in self.sources:
+                    s.close()
+                raise
         if self.streamer is not None:
             self.streamer.start()
         self.worker.start()
         for g in self.grabbers:
             g.start()
-        for s, i in zip(self.sources, infos, strict=True):
-            log.info("camera %s: %s, %dx%d, %s", s.name, s.description, i.width, i.height, i.detail)
-        log.info("sync: %s mode, tolerance %.1f ms", cfg.mode, tolerance * 1000)
 
     def _on_state(self, camera: str, state: str, message: str) -> None:
         if self.sync is None:
