@@ -282,7 +282,7 @@ class CaptureController(QtCore.QObject):
 
     # --- export ----------------------------------------------------------------------
     def export(self, request: ExportRequest) -> Future:
-        take = self.take
+        take = self.take.copy()  # the UI thread keeps adding poses to self.take meanwhile
         meta = {"calibration": str(self.rig_path) if self.rig_path else None, "sources": list(self.sources),
                 "method": self.choice.method, "live_smoothing": self.choice.smoothing}
         return self._submit(lambda: export_take(take, request, meta), self.exported.emit)

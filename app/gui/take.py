@@ -44,6 +44,14 @@ class Take:
     def __len__(self) -> int:
         return len(self._joints)
 
+    def copy(self) -> Take:
+        """A snapshot that later poses do not change (for exporting on another thread)."""
+        out = Take(self.frame_indexed, self.media_fps)
+        out.joint_names = self.joint_names
+        out._joints = dict(self._joints)
+        out._times = dict(self._times)
+        return out
+
     def clear(self) -> None:
         self._joints.clear()
         self._times.clear()

@@ -1,0 +1,197 @@
+"""The main window offscreen, driven like a user would, with the real pipeline on the sample
+recording: add sources, load the calibration, play, pause, seek, step, record, export; errors
+appear in the window as sentences; settings survive a restart."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PyQt6 import QtCore
+
+from app.capture.session import open_session
+from app.export.trc import read_trc
+from app.gui.platform import configure_pyqtgraph
+from app.gui.take import ExportRequest
+from app.gui.window import MainWindow
+from engines.skeleton import BLAZEPOSE33
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pose2sim-demo-single"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data (pose2sim-demo-single) is absent")
+pytestmark = pytest.mark.gui
+SOURCES = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?name=cam0{i}" for i in range(1, 5)]
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    configure_pyqtgraph()
+    made = []
+
+    def make() -> MainWindow:
+        settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings, use_opengl=False)
+        qtbot.addWidget(window)
+        window.show()
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+
+
+def _video_frame(camera: str, k: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(DATA / "videos" / f"{camera}.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, k)
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    return image
+
+
+def _pose_index(window: MainWindow) -> int:
+    return -1 if window._pose_shown is None else window._pose_shown.index
+
+
+@needs_data
+@pytest.mark.slow
+def test_play_pause_seek_record_export_on_the_sample(make_window, qtbot, tmp_path):
+    w = make_window()
+    c = w.controller
+    w.load_calibration(DATA / "calibration" / "Calib.qca.txt")
+    assert "cam01, cam02, cam03, cam04" in w.panel.calibration_label.text()
+    w.add_sources(SOURCES)
+    assert w.panel.source_list.count() == 4 and w.panel.start_button.isEnabled()
+
+    # play: poses arrive, tiles show video with overlays, the 3D view has the skeleton
+    w.panel.start_button.click()
+    qtbot.waitUntil(lambda: w.poses_displayed >= 3, timeout=90_000)
+    assert c.running and c.seekable and list(w.grid.tiles) == ["cam01", "cam02", "cam03", "cam04"]
+    tile = w.grid.tiles["cam02"]
+    assert tile.frames_shown >= 3 and tile.overlay is not None
+    assert np.isfinite(tile.overlay.reprojected).all(axis=1).sum() >= 20
+    assert w.view3d.joints is not None and np.isfinite(w.view3d.joints).all(axis=1).sum() >= 20
+
+    # pause: the position stops moving
+    w.act_play.trigger()
+    qtbot.waitUntil(lambda: not c.runner.player.state().playing, timeout=5_000)
+    qtbot.wait(1500)
+    held = c.runner.player.state().position
+    qtbot.wait(1500)
+    assert c.runner.player.state().position == held
+
+    # seek with the scrub bar: frame 80 of every camera is shown with its own pose
+    w.playback.seek_requested.emit(80)
+    qtbot.waitUntil(lambda: _pose_index(w) == 80, timeout=30_000)
+    for name, t in w.grid.tiles.items():
+        np.testing.assert_array_equal(t.displayed_image(), _video_frame(name, 80)[..., ::-1])
+    qtbot.waitUntil(lambda: w.playback.slider.value() == 80, timeout=5_000)
+
+    # step forward and back with the keyboard actions
+    w.act_step_fwd.trigger()
+    qtbot.waitUntil(lambda: _pose_index(w) == 81, timeout=30_000)
+    w.act_step_back.trigger()
+    qtbot.waitUntil(lambda: _pose_index(w) == 80, timeout=30_000)
+
+    # record while playing from frame 80
+    take_dir = tmp_path / "takes" / "take1"
+    w.toggle_record(take_dir)
+    qtbot.waitUntil(lambda: c.recording, timeout=10_000)
+    w.play_pause()
+    qtbot.waitUntil(lambda: _pose_index(w) >= 84, timeout=60_000)
+    w.update_metrics()
+    assert "frames" in w.panel.record_elapsed.text() and "free" in w.panel.disk_free.text()
+    w.act_record.trigger()
+    qtbot.waitUntil(lambda: not c.recording and not c.busy, timeout=30_000)
+    session = open_session(take_dir)
+    assert session.status == "complete" and (take_dir / "calibration.toml").is_file()
+    assert [t.name for t in session.tracks] == ["cam01", "cam02", "cam03", "cam04"]
+    assert min(t.frames for t in session.tracks) >= 4
+    np.testing.assert_allclose(np.diff(session.tracks[0].times), 1 / 60, atol=1e-5)  # media timing kept
+
+    # metrics over time
+    w.update_metrics()
+    assert c.history.names("fps:") and c.history.names("latency:")
+    assert c.history.last("latency:pose2d") > 0
+    assert {"fps:cam01", "latency:latency"} <= set(w.metrics.curves)
+
+    # export the take: every frame processed so far, at the media's frame rate
+    w.play_pause()
+    qtbot.waitUntil(lambda: not c.runner.player.state().playing, timeout=5_000)
+    assert len(c.take) >= 6
+    joints = c.take.joints()
+    out = tmp_path / "export"
+    w.export(ExportRequest(out, "take", fill_gaps=None))
+    qtbot.waitUntil(lambda: not c.busy, timeout=60_000)
+    assert w.last_error == "", w.last_error
+    for ext in ("trc", "bvh", "c3d", "csv", "json"):
+        assert (out / f"take.{ext}").is_file(), ext
+    trc = read_trc(out / "take.trc")
+    assert trc.rate == 60.0 and len(trc.points) == len(joints)
+    columns = [trc.names.index(n) for n in BLAZEPOSE33.joints]
+    np.testing.assert_allclose(trc.world[:, columns], joints, atol=1e-5)
+    assert "Exported" in w.status.text()
+
+    # stop
+    w.panel.start_button.click()
+    qtbot.waitUntil(lambda: not c.running and not c.busy, timeout=30_000)
+    assert w.panel.start_button.text() == "Start"
+
+
+@needs_data
+def test_user_errors_appear_as_sentences_in_the_window(make_window, qtbot, tmp_path):
+    w = make_window()
+    bad = tmp_path / "rig.toml"
+    bad.write_text("[cam01]\nname = 'cam01'\nsize = [10, 10]\n")
+    w.load_calibration(bad)
+    assert w.banner.isVisible() and w.last_error and "Traceback" not in w.last_error
+    assert w.controller.rig is None
+
+    w.add_sources(["camera:0"])
+    assert "KIND:TARGET" in w.last_error and w.controller.sources == []
+
+    w.play_pause()  # nothing to play yet
+    assert "Add a source" in w.last_error
+
+    w.load_calibration(DATA / "calibration" / "Calib.qca.txt")
+    w.add_sources([f"video:{DATA / 'videos' / 'cam01.mp4'}?name=left", f"video:{DATA / 'videos' / 'cam02.mp4'}"])
+    w.toggle_start()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=30_000)
+    assert not w.controller.running
+    assert "not in the calibration" in w.last_error and "left" in w.last_error
+    assert w.last_error.endswith(".") and "\n" not in w.last_error
+
+    w.toggle_record(tmp_path / "never")
+    assert "Start the capture" in w.last_error and not (tmp_path / "never").exists()
+
+
+def test_settings_and_layout_are_remembered(make_window):
+    w = make_window()
+    w.panel.choose_method("robust")
+    w.panel.choose_smoothing("one-euro")
+    w.view3d.set_trail_enabled(True)
+    w.view3d.set_preset("top")
+    w.dock_metrics.show()
+    w.resize(1234, 777)
+    w.close()
+    again = make_window()
+    assert again.controller.choice.method == "robust" and again.controller.choice.smoothing == "one-euro"
+    assert again.view3d.trail_enabled and again.view3d.preset == "top" and again.act_trail.isChecked()
+    # The offscreen screen is small, so Qt fits the restored width to it; the height survives.
+    assert again.size() != QtCore.QSize(1500, 900) and abs(again.height() - 777) <= 5
+    assert again.dock_metrics.isVisible()
+
+
+def test_shortcuts_and_menus(make_window):
+    w = make_window()
+    keys = {a.text().replace("&", ""): a.shortcut().toString() for a in w.actions() if not a.shortcut().isEmpty()}
+    assert keys["Play / pause"] == "Space" and keys["Record"] == "R"
+    assert keys["Step forward"] == "Right" and keys["Step back"] == "Left"
+    titles = [m.title().replace("&", "") for m in w.menuBar().findChildren(type(w.menuBar().addMenu("x")))]
+    assert {"File", "Capture", "View", "Help"} <= set(titles)
