@@ -195,3 +195,26 @@ def test_shortcuts_and_menus(make_window):
     assert keys["Step forward"] == "Right" and keys["Step back"] == "Left"
     titles = [m.title().replace("&", "") for m in w.menuBar().findChildren(type(w.menuBar().addMenu("x")))]
     assert {"File", "Capture", "View", "Help"} <= set(titles)
+
+
+def test_live_cameras_preview_record_and_stop(make_window, qtbot, tmp_path):
+    """Live sources (the capture core's synthetic test cameras) run through LiveCapture."""
+    w = make_window()
+    w.add_sources(["test:left?fps=20&width=320&height=240", "test:right?fps=20&width=320&height=240"])
+    w.toggle_start()
+    qtbot.waitUntil(lambda: w.controller.running and len(w.grid.tiles) == 2
+                    and all(t.frames_shown >= 5 for t in w.grid.tiles.values()), timeout=30_000)
+    assert not w.controller.seekable and not w.playback.slider.isEnabled()
+    assert w.grid.tiles["left"].image_shape == (240, 320)
+    w.toggle_record(tmp_path / "live")
+    qtbot.waitUntil(lambda: w.controller.recording and not w.controller.busy, timeout=30_000)
+    qtbot.wait(2000)
+    w.update_metrics()
+    assert 12 < w.controller.history.last("fps:left") < 28
+    w.toggle_record()
+    qtbot.waitUntil(lambda: not w.controller.recording and not w.controller.busy, timeout=30_000)
+    session = open_session(tmp_path / "live")
+    assert {t.name for t in session.tracks} == {"left", "right"} and min(t.frames for t in session.tracks) >= 10
+    assert w.controller.running  # the capture goes on after the recording
+    w.toggle_start()
+    qtbot.waitUntil(lambda: not w.controller.running and not w.controller.busy, timeout=30_000)

@@ -16,6 +16,8 @@ from calibration.errors import TriangulumError
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", type=Path, metavar="PNG",
                    help="play until --frames poses were shown, save the window to this PNG and exit")
+    p.add_argument("--layout", type=Path, metavar="JSON",
+                   help="with --screenshot: also write where the window drew the tiles, markers and 3D view")
     p.add_argument("--frames", type=int, default=30, metavar="N", help="frames to play before --screenshot (default 30)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="give up on --screenshot after this many seconds (default 300)")
@@ -40,9 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_gui_command(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise TriangulumError(f"--frames {args.frames} must be at least 1.")
+    if args.layout and not args.screenshot:
+        raise TriangulumError("--layout goes with --screenshot; add --screenshot PATH.png.")
     from app.gui.app import GuiOptions, run_gui
 
     return run_gui(GuiOptions(
         demo=args.demo, sources=list(args.source), calibration=args.calib, screenshot=args.screenshot,
-        frames=args.frames, timeout=args.timeout, settings=args.settings,
+        layout=args.layout, frames=args.frames, timeout=args.timeout, settings=args.settings,
     ))

@@ -6,6 +6,7 @@ a PNG and closes (used by the Xvfb test and for the README picture).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -20,13 +21,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class GuiOptions:
     """demo: play the built-in sample. sources/calibration: open these at start.
-    screenshot: save the window here after `frames` poses were shown, then exit; timeout:
-    seconds to wait for them. settings: an INI file for QSettings instead of the user's."""
+    screenshot: save the window here after `frames` poses were shown, then exit; layout: also
+    write where the window drew what (JSON, see MainWindow.layout_report); timeout: seconds to
+    wait for the frames. settings: an INI file for QSettings instead of the user's."""
 
     demo: bool = False
     sources: list[str] = field(default_factory=list)
     calibration: Path | None = None
     screenshot: Path | None = None
+    layout: Path | None = None
     frames: int = 30
     timeout: float = 300.0
     settings: Path | None = None
@@ -46,12 +49,12 @@ def _install_excepthook(window) -> None:
 class ScreenshotJob:
     """Waits (on a timer, never blocking) for `frames` poses on screen, then saves and quits."""
 
-    def __init__(self, window, path: Path, frames: int, timeout: float) -> None:
+    def __init__(self, window, path: Path, frames: int, timeout: float, layout: Path | None = None) -> None:
         from PyQt6 import QtCore
 
         from app.capture.frames import clock
 
-        self.window, self.path, self.frames = window, Path(path), frames
+        self.window, self.path, self.frames, self.layout = window, Path(path), frames, layout
         self.deadline = clock() + timeout
         self.clock = clock
         self.result = 1
@@ -71,8 +74,10 @@ class ScreenshotJob:
             self.settle += 1
             if self.settle < 4:  # let the last frame paint everywhere first
                 return
-            self.controller_pause()
+            w.controller.pause()
             w.grab_png(self.path)
+            if self.layout is not None:
+                Path(self.layout).write_text(json.dumps(w.layout_report(), indent=1), encoding="utf-8")
             print(f"saved {self.path} after {w.poses_displayed} frames", flush=True)
             self.result = 0
         elif self.clock() < self.deadline:
@@ -83,9 +88,6 @@ class ScreenshotJob:
         self.timer.stop()
         w.close()
         QtWidgets.QApplication.instance().exit(self.result)
-
-    def controller_pause(self) -> None:
-        self.window.controller.pause()
 
 
 def run_gui(options: GuiOptions) -> int:
@@ -117,6 +119,7 @@ def run_gui(options: GuiOptions) -> int:
         if options.sources:
             window.add_sources(list(options.sources))
             window.controller.start(play=True)
-    job = ScreenshotJob(window, options.screenshot, options.frames, options.timeout) if options.screenshot else None
+    job = (ScreenshotJob(window, options.screenshot, options.frames, options.timeout, options.layout)
+           if options.screenshot else None)
     code = app.exec()
     return job.result if job is not None else code

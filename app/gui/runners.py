@@ -73,11 +73,17 @@ class LiveRunner:
 
     def _run(self, record: Path | None) -> None:
         capture = LiveCapture(dataclasses.replace(self.config, record=record), self.pipeline)
-        capture.start()
-        for grabber in capture.grabbers:
-            grabber.sinks.append(self._show)
+        capture.open()
+        # Subscribe and attach the display between open() and start(), so nothing is missed.
         self.poses = capture.worker.subscribe(capacity=1, images=True)
         self.take = capture.worker.subscribe(capacity=TAKE_CAPACITY, images=False)
+        for grabber in capture.grabbers:
+            grabber.sinks.append(self._show)
+        try:
+            capture.start()
+        except BaseException:
+            capture.stop()
+            raise
         self.capture = capture
         self.cameras = capture.cameras
 

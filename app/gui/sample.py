@@ -1,33 +1,14 @@
-"""The built-in sample (app/sample/: four synchronised videos and their rig calibration)."""
+"""The built-in sample (app/sample) as the GUI opens it: source specs and calibration."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from calibration.errors import TriangulumError
+from app.sample import sample_calibration, sample_videos
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
-
-
-def _require(paths: list[Path], what: str) -> list[Path]:
-    if not paths:
-        raise TriangulumError(
-            f"the built-in sample has no {what} in {SAMPLE_DIR}; reinstall Triangulum, or open your own "
-            "videos (File ▸ Add video files) and calibration (File ▸ Load calibration)."
-        )
-    return paths
-
-
-def sample_videos() -> list[Path]:
-    """The sample's videos, one per camera, in camera order."""
-    return _require(sorted(SAMPLE_DIR.glob("*.mp4")), "videos")
+__all__ = ["sample_calibration", "sample_sources"]
 
 
 def sample_sources() -> list[str]:
-    """Source specs of the sample videos, each named after its file (cam01, ...), as in the rig."""
-    return [f"video:{p}?name={p.stem}" for p in sample_videos()]
-
-
-def sample_calibration() -> Path:
-    """The sample's rig calibration (TOML)."""
-    return _require(sorted(SAMPLE_DIR.glob("*.toml")), "calibration (a .toml rig)")[0]
+    """Video source specs of the sample, each camera named after its file (cam01...), as in its rig."""
+    return [f"video:{p}?name={Path(p).stem}" for p in sample_videos()]

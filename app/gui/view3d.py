@@ -49,6 +49,7 @@ class SkeletonView(QtWidgets.QWidget):
         self.trail_enabled = False
         self.preset = "perspective"
         self.poses_shown = 0
+        self._focus: np.ndarray | None = None  # where the person stands (x, y, 0), once seen
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -129,6 +130,7 @@ class SkeletonView(QtWidgets.QWidget):
         """Show one pose: joints3d (J, 3) metres (NaN = missing), confidence (J,) in [0, 1]."""
         if joints3d is None:
             self.joints = self.confidence = None
+            self._focus = None
             self._draw_pose()
             return
         joints3d = np.asarray(joints3d, np.float64)
@@ -142,6 +144,10 @@ class SkeletonView(QtWidgets.QWidget):
         if self.trail is not None:
             self.trail.add(joints3d)
         self.poses_shown += 1
+        if self._focus is None and np.isfinite(joints3d).all(axis=1).any():
+            # Aim at the person the first time one is seen; later the user's view is left alone.
+            self._focus = np.append(np.nanmedian(joints3d[:, :2], axis=0), 0.0)
+            self._frame_scene()
         self._draw_pose()
 
     def set_trail_enabled(self, enabled: bool) -> None:
@@ -178,8 +184,10 @@ class SkeletonView(QtWidgets.QWidget):
         self.grid.setSpacing(0.5, 0.5, 1)
         self.grid.translate(*centre)
         elevation, azimuth = PRESET_VIEWS[self.preset]
-        look_at = centre + np.array([0.0, 0.0, 0.9])  # about a standing person's waist
-        self.gl.setCameraPosition(pos=Vector(*look_at), distance=1.5 * radius, elevation=elevation, azimuth=azimuth)
+        target = centre if self._focus is None else self._focus
+        look_at = target + np.array([0.0, 0.0, 0.9])  # about a standing person's waist
+        distance = 1.5 * radius if self._focus is None else max(0.9 * radius, 3.0)
+        self.gl.setCameraPosition(pos=Vector(*look_at), distance=distance, elevation=elevation, azimuth=azimuth)
 
     def _draw_pose(self) -> None:
         if self.gl is None:

@@ -9,13 +9,14 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from app.capture.frames import Frame, PoseFrame, clock
 from app.gui.controller import CaptureController
 from app.gui.dialogs import SHORTCUTS_HELP, ExportDialog, WebcamDialog, export_progress
 from app.gui.metrics_panel import MetricsPanel
-from app.gui.overlays import overlay_for
+from app.gui.overlays import error_colours, overlay_for
 from app.gui.panels import PlaybackBar, SessionPanel, format_bytes, format_duration, source_label
 from app.gui.scene3d import PRESET_VIEWS, joint_confidence
 from app.gui.take import ExportRequest
@@ -223,6 +224,8 @@ class MainWindow(QtWidgets.QMainWindow):
         state = s.value("window/state")
         if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
             self.restoreState(state)
+        else:
+            self.resizeDocks([self.dock_session, self.dock3d], [260, 480], QtCore.Qt.Orientation.Horizontal)
         self.panel.choose_method(str(s.value("pipeline/method", "dlt")))
         self.panel.choose_smoothing(str(s.value("pipeline/smoothing", "none")))
         self.playback.every_frame.setChecked(s.value("playback/every_frame", True, type=bool))
@@ -557,4 +560,42 @@ class MainWindow(QtWidgets.QMainWindow):
         if not image.save(str(path)):
             raise TriangulumError(f"cannot write the screenshot {path}; check the folder exists and is writable.")
         return path
+
+    def layout_report(self) -> dict:
+        """Where things are drawn, in window pixels (as in `grab_png`): the 3D scene's rectangle,
+        each tile's video rectangle and the centre and RGB colour of each reprojected joint it
+        draws. Lets a test check a screenshot against what the window meant to show."""
+
+        def rect(widget: QtWidgets.QWidget) -> list[int]:
+            p = widget.mapTo(self, QtCore.QPoint(0, 0))
+            return [p.x(), p.y(), widget.width(), widget.height()]
+
+        def to_window(tile, x: float, y: float) -> list[float]:
+            scene = tile.viewbox.mapViewToScene(QtCore.QPointF(float(x), float(y)))
+            p = tile.view.mapTo(self, tile.view.mapFromScene(scene))
+            return [p.x(), p.y()]
+
+        tiles = {}
+        for name, tile in self.grid.tiles.items():
+            if not tile.isVisible():
+                continue
+            entry = {"view": rect(tile.view), "frames_shown": tile.frames_shown, "image": None, "markers": []}
+            if tile.image_shape is not None:
+                h, w = tile.image_shape
+                entry["image"] = to_window(tile, 0, 0) + to_window(tile, w, h)
+            overlay = tile.overlay
+            if overlay is not None:
+                shown = np.isfinite(overlay.reprojected).all(axis=1)
+                for (x, y), colour in zip(overlay.reprojected[shown], error_colours(overlay.error[shown]), strict=True):
+                    entry["markers"].append(to_window(tile, x, y) + [int(v) for v in colour[:3]])
+            tiles[name] = entry
+        gl_shown = self.view3d.gl is not None and self.dock3d.isVisible()
+        return {
+            "size": [self.width(), self.height()],
+            "opengl": self.view3d.gl is not None,
+            "view3d": rect(self.view3d.gl) if gl_shown else None,
+            "poses_displayed": self.poses_displayed,
+            "joints_in_3d": 0 if self.view3d.joints is None else int(np.isfinite(self.view3d.joints).all(axis=1).sum()),
+            "tiles": tiles,
+        }
 
