@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "app.commands.calib",
     "app.commands.capture",
     "app.commands.gui",
+    "app.commands.process",
 ]
 
 

@@ -1,0 +1,164 @@
+"""`triangulum process`: recorded multi-view video -> 3D skeletons, files, overlays, report.
+
+    triangulum process                                   # the built-in sample -> ./sample-results
+    triangulum process takes/take1                       # a recorded session -> takes/take1/results
+    triangulum process cam1.mp4 cam2.mp4 --calib rig.toml -o out --people all
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from calibration.errors import TriangulumError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from app.export import FORMATS
+    from app.process.reconstruct import METHODS
+
+    p = subparsers.add_parser(
+        "process",
+        help="3D skeletons from recorded videos (a session folder, video files, or the built-in sample)",
+        description="Detect everyone in every view, match people across views, fix left/right swaps, "
+        "triangulate, filter, and write poses3d.npz, TRC, BVH, C3D, CSV, overlay videos and a quality "
+        "report. With no input it processes the built-in sample.",
+    )
+    p.add_argument("inputs", nargs="*", type=Path, metavar="SESSION | VIDEO",
+                   help="a session folder (as recorded by `triangulum capture --record`), a folder of "
+                   "videos, or one video per camera named after the camera; none: the built-in sample")
+    p.add_argument("--calib", type=Path, help="rig calibration, any format `triangulum calib convert` reads "
+                   "(default: the session's calibration.toml)")
+    p.add_argument("-o", "--output", type=Path, help="output folder (default: SESSION/results, "
+                   "./sample-results for the sample, ./results otherwise)")
+    p.add_argument("--method", choices=METHODS, default="algebraic",
+                   help="triangulation: confidence-weighted DLT (algebraic, default), GeoMed/WSS (robust), "
+                   "ransac, or plain DLT")
+    p.add_argument("--people", choices=("1", "all"), default="1",
+                   help="1: the main performer (default); all: everyone seen by two or more cameras")
+    p.add_argument("--person", type=int, metavar="ID", help="with --people 1: reconstruct this person ID "
+                   "(IDs are shown in the overlay videos and report.json)")
+    p.add_argument("--filter", choices=("butterworth", "one-euro", "none"), default="butterworth",
+                   help="temporal filter after gap filling (default: zero-phase Butterworth)")
+    p.add_argument("--cutoff", type=float, default=6.0, metavar="HZ", help="Butterworth cutoff (default 6 Hz)")
+    p.add_argument("--max-gap", type=int, default=10, metavar="FRAMES",
+                   help="fill gaps up to this many frames by interpolation (0: none; default 10)")
+    p.add_argument("--frames", metavar="START:STOP", help="process only these frame sets, e.g. 0:50")
+    p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
+                   help=f"export formats, comma separated (default {','.join(FORMATS)})")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
+    p.add_argument("--overlay-scale", type=float, default=0.5, help="overlay video size relative to the input")
+    p.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime", help="2D pose runtime")
+    p.add_argument("--threads", type=int, help="CPU threads for the 2D model (default: the runtime's choice)")
+    p.set_defaults(func=run)
+
+
+def _frame_range(text: str | None) -> tuple[int, int | None]:
+    if not text:
+        return 0, None
+    try:
+        a, _, b = text.partition(":")
+        return int(a or 0), (int(b) if b else None)
+    except ValueError:
+        raise TriangulumError(f"--frames {text!r} is not START:STOP (e.g. 0:50).") from None
+
+
+def default_output(inputs: list[Path]) -> Path:
+    if not inputs:
+        return Path("sample-results")
+    if len(inputs) == 1 and inputs[0].is_dir() and (inputs[0] / "manifest.toml").is_file():
+        return inputs[0] / "results"
+    return Path("results")
+
+
+def build_config(args: argparse.Namespace):
+    from app.process.pipeline import PipelineConfig
+    from app.process.reconstruct import TriangulationConfig
+    from app.process.take import ProcessConfig, TemporalConfig
+    from engines.temporal import ButterworthConfig, GapFillConfig, OneEuroConfig
+
+    if args.max_gap < 0:
+        raise TriangulumError(f"--max-gap {args.max_gap} must be 0 or more frames.")
+    if args.person is not None and args.people != "1":
+        raise TriangulumError("--person picks one person; use it with --people 1.")
+    start, stop = _frame_range(args.frames)
+    temporal = TemporalConfig(
+        gap_fill=GapFillConfig(args.max_gap) if args.max_gap > 0 else None,
+        butterworth=ButterworthConfig(cutoff_hz=args.cutoff) if args.filter == "butterworth" else None,
+        one_euro=OneEuroConfig() if args.filter == "one-euro" else None,
+    )
+    return ProcessConfig(
+        pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method)),
+        temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
+        backend=args.backend, threads=args.threads,
+    )
+
+
+def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: float) -> str:
+    lines = [f"{result.take.source}: {quality['frames']} frame sets from {len(result.take.cameras)} cameras "
+             f"({', '.join(result.take.cameras)}), {seconds:.1f} s "
+             f"({quality['timings']['per_frame_total_ms']:.0f} ms per frame set)."]
+    tracked = quality["people_tracked"]
+    lines.append(f"People found: {len(tracked)} (IDs {', '.join(tracked) or 'none'}); reconstructed: "
+                 + (", ".join(f"{p['id']}" + (" (main performer)" if p["id"] == result.main else "")
+                              for p in quality["people"]) or "nobody"))
+    for p in quality["people"]:
+        r = p["reprojection_px"]
+        lines.append(
+            f"  person {p['id']}: reprojection mean {r['mean']:.1f} px, p95 {r['p95']:.1f} px; bone-length CV "
+            f"{100 * (p['bone_length_cv_mean'] or 0):.1f} %; {p['views_used']['mean_per_limb_joint'] or 0:.1f} views "
+            f"per limb joint; left/right fixed in "
+            + (", ".join(f"{c} ({max(v.values())} frames)" for c, v in p["left_right_corrected_frames"].items()
+                         if v and max(v.values())) or "no view"))
+    for w in result.take.warnings:
+        lines.append(f"  note: {w}")
+    lines.append(f"Results in {outdir}/: " + ", ".join(sorted(f.name for f in files)))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.export import FORMATS
+    from app.process.inputs import open_take
+    from app.process.outputs import NPZ, write_exports, write_npz
+    from app.process.overlay import write_overlays
+    from app.process.report import write_report
+    from app.process.take import process_take
+
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise TriangulumError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}.")
+    if not 0 < args.overlay_scale <= 2:
+        raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
+    config = build_config(args)
+    t0 = time.perf_counter()
+    take = open_take(list(args.inputs), args.calib)
+    outdir = args.output or default_output(list(args.inputs))
+    outdir.mkdir(parents=True, exist_ok=True)
+    total = (config.stop or take.frames) - config.start
+    with tqdm(total=max(total, 0), desc="3D poses", unit="frame", leave=False) as bar:
+        result = process_take(take, config, progress=lambda done, _: bar.update(done - bar.n))
+    files = [write_npz(result, outdir / NPZ)]
+    t_export = time.perf_counter()
+    for paths in write_exports(result, outdir, formats).values():
+        files += list(paths.values())
+    result.timings["export"] = time.perf_counter() - t_export
+    if not args.no_overlays:
+        t_overlay = time.perf_counter()
+        with tqdm(total=len(result.frames), desc="overlays", unit="frame", leave=False) as bar:
+            files += write_overlays(result, outdir, args.overlay_scale,
+                                    progress=lambda done, _: bar.update(done - bar.n))
+        result.timings["overlays"] = time.perf_counter() - t_overlay
+    report, pngs = write_report(result, outdir)
+    files += [report, *pngs]
+    import json
+
+    quality = json.loads(report.read_text(encoding="utf-8"))
+    print(summary(result, quality, files, outdir, time.perf_counter() - t0))
+    return 0

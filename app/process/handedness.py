@@ -1,0 +1,201 @@
+"""Left/right consistency across views: find views whose left/right labels are swapped, fix them.
+
+A 2D detector decides left from right by appearance; seen from behind, or in a frontal view of
+a symmetric pose, it sometimes labels the whole body (or just the legs) mirror-wise in one
+view. The other views then disagree with it and a plain triangulation averages a left knee with
+a right knee. Excluding the view loses it; relabelling it recovers it.
+
+The decision is made per body part (face, arms, legs: `PARTS`) and per frame over *flip
+assignments*, a set of views whose labels of that part are swapped. For an assignment the part
+is triangulated with the relabelled views and scored by its robust mean reprojection error in
+pixels (errors capped at `cap_px`, weighted by the joints' confidences). Relabelling every
+view gives the same 3D points with left and right exchanged, so only assignments that flip at
+most half of the views are scored and a small `flip_cost_px` per flipped view keeps the
+majority's labels; exchanging all views' labels is the body's true handedness, not something
+triangulation can see.
+
+Over a whole take the assignments form a chain: `solve_take` finds the cheapest path (Viterbi)
+with `switch_cost_px` per view that changes state between frames, so one ambiguous frame does
+not flip a view back and forth. Live, `OnlineHandedness` makes the same choice one frame at a
+time with the previous frame's assignment as the only memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from calibration import triangulation as tri
+from calibration.rig import Rig
+from engines.skeleton import Skeleton, left_right_pairs
+
+# Joint names without their side, per part.
+PARTS: dict[str, tuple[str, ...]] = {
+    "face": ("eye_inner", "eye", "eye_outer", "ear", "mouth"),
+    "arms": ("shoulder", "elbow", "wrist", "pinky", "index", "thumb"),
+    "legs": ("hip", "knee", "ankle", "heel", "foot_index"),
+}
+
+
+@dataclass(frozen=True)
+class HandednessConfig:
+    """Costs in pixels of mean reprojection error (see the module docstring).
+
+    cap_px: an error above this counts as this much (a wrong joint costs the same however
+    wrong). flip_cost_px: prior cost per relabelled view. switch_cost_px: cost per view that
+    changes state between consecutive frames. min_confidence: joints under it are ignored.
+    """
+
+    cap_px: float = 60.0
+    flip_cost_px: float = 0.5
+    switch_cost_px: float = 4.0
+    min_confidence: float = 0.3
+
+
+def _base(name: str) -> str:
+    """Joint name without its side: left_foot_index -> foot_index, mouth_left -> mouth."""
+    return re.sub(r"^(left|right)_|_(left|right)$", "", name)
+
+
+def part_pairs(skeleton: Skeleton) -> dict[str, np.ndarray]:
+    """Part name -> (K, 2) (left, right) joint index pairs of that part."""
+    pairs = left_right_pairs(skeleton)
+    out = {}
+    for part, names in PARTS.items():
+        chosen = [(a, b) for a, b in pairs if _base(skeleton.joints[a]) in names]
+        if chosen:
+            out[part] = np.array(chosen, np.int64)
+    return out
+
+
+def assignments(num_views: int) -> np.ndarray:
+    """Every set of at most half of the views, as (S, C) bool (row 0 flips nothing).
+
+    With an even number of views, an assignment flipping exactly half appears together with its
+    complement: they explain the data equally and the temporal chain chooses.
+    """
+    rows = [np.zeros(num_views, bool)]
+    for k in range(1, num_views // 2 + 1):
+        for views in itertools.combinations(range(num_views), k):
+            row = np.zeros(num_views, bool)
+            row[list(views)] = True
+            rows.append(row)
+    return np.stack(rows)
+
+
+def part_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, pairs: np.ndarray,
+               states: np.ndarray, config: HandednessConfig) -> np.ndarray:
+    """Robust mean reprojection error (px) of one part under each flip assignment.
+
+    keypoints: (C, F, J, 2) distorted pixels, NaN missing; confidence: (C, F, J);
+    pairs: (K, 2) left/right joints of the part; states: (S, C) bool -> (F, S) px,
+    NaN where the part cannot be triangulated at all in that frame.
+    """
+    joints = pairs.reshape(-1)  # left0, right0, left1, right1, ...
+    swapped = pairs[:, ::-1].reshape(-1)
+    und = torch.as_tensor(rig.undistort(keypoints[:, :, joints]))  # (C, F, 2K, 2)
+    conf = torch.as_tensor(np.where(confidence[:, :, joints] >= config.min_confidence,
+                                    confidence[:, :, joints], 0.0))
+    und_sw = torch.as_tensor(rig.undistort(keypoints[:, :, swapped]))
+    conf_sw = torch.as_tensor(np.where(confidence[:, :, swapped] >= config.min_confidence,
+                                       confidence[:, :, swapped], 0.0))
+    flip = torch.as_tensor(states)[:, :, None, None]  # (S, C, 1, 1)
+    x = torch.where(flip[..., None], und_sw[None], und[None])  # (S, C, F, 2K, 2)
+    w = torch.where(flip, conf_sw[None], conf[None])  # (S, C, F, 2K)
+    x = x.permute(0, 2, 3, 1, 4)  # (S, F, 2K, C, 2)
+    w = torch.where(torch.isfinite(x).all(-1), w.permute(0, 2, 3, 1), torch.zeros((), dtype=w.dtype))
+    x = torch.nan_to_num(x)
+    P = rig.stacked()["P"]
+    X = tri.triangulate_dlt(P, x, w)  # (S, F, 2K, 3)
+    err = tri.reprojection_error(P, torch.nan_to_num(X), x).clamp(max=config.cap_px)
+    ok = torch.isfinite(X).all(-1, keepdim=True) & (w > 0)
+    num = torch.where(ok, err * w, torch.zeros(())).sum((-1, -2))
+    den = torch.where(ok, w, torch.zeros(())).sum((-1, -2))
+    cost = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan")))
+    return cost.numpy().T.copy()  # (F, S)
+
+
+def viterbi(costs: np.ndarray, states: np.ndarray, config: HandednessConfig) -> np.ndarray:
+    """Cheapest assignment per frame: costs (F, S) px, states (S, C) -> (F,) state indices.
+
+    Frames where the part is unseen (NaN) cost nothing, so the chain carries the state through.
+    """
+    unary = np.nan_to_num(costs, nan=0.0) + config.flip_cost_px * states.sum(1)
+    switch = config.switch_cost_px * (states[:, None, :] != states[None, :, :]).sum(-1)  # (S, S)
+    total = unary[0].copy()
+    back = np.zeros(costs.shape, np.int64)
+    for f in range(1, len(costs)):
+        step = total[:, None] + switch  # from s (rows) to s' (columns)
+        back[f] = step.argmin(0)
+        total = step.min(0) + unary[f]
+    path = np.zeros(len(costs), np.int64)
+    path[-1] = int(total.argmin())
+    for f in range(len(costs) - 1, 0, -1):
+        path[f - 1] = back[f, path[f]]
+    return path
+
+
+def solve_take(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, skeleton: Skeleton,
+               config: HandednessConfig | None = None) -> dict[str, np.ndarray]:
+    """Which views to relabel, per part and frame, over a whole take.
+
+    keypoints: (C, F, J, 2) pixels of one person; confidence: (C, F, J) ->
+    {part: (F, C) bool, True where that view's labels of that part are swapped}.
+    """
+    config = config or HandednessConfig()
+    states = assignments(len(rig))
+    out = {}
+    for part, pairs in part_pairs(skeleton).items():
+        costs = part_costs(rig, keypoints, confidence, pairs, states, config)
+        out[part] = states[viterbi(costs, states, config)]
+    return out
+
+
+def apply_flips(keypoints: np.ndarray, confidence: np.ndarray, flips: dict[str, np.ndarray],
+                skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """Relabel the flagged views: (C, F, J, 2), (C, F, J), {part: (F, C)} -> corrected copies."""
+    keypoints, confidence = keypoints.copy(), confidence.copy()
+    pairs = part_pairs(skeleton)
+    for part, flags in flips.items():
+        p = pairs[part]
+        cams, frames = np.nonzero(flags.T)
+        for a, b in p:
+            ka, kb = keypoints[cams, frames, a].copy(), keypoints[cams, frames, b].copy()
+            keypoints[cams, frames, a], keypoints[cams, frames, b] = kb, ka
+            ca, cb = confidence[cams, frames, a].copy(), confidence[cams, frames, b].copy()
+            confidence[cams, frames, a], confidence[cams, frames, b] = cb, ca
+    return keypoints, confidence
+
+
+class OnlineHandedness:
+    """Frame-by-frame version of `solve_take` for live use (one per tracked person)."""
+
+    def __init__(self, rig: Rig, skeleton: Skeleton, config: HandednessConfig | None = None):
+        self.rig = rig
+        self.skeleton = skeleton
+        self.config = config or HandednessConfig()
+        self.states = assignments(len(rig))
+        self.pairs = part_pairs(skeleton)
+        self.reset()
+
+    def reset(self) -> None:
+        self._previous: dict[str, int] = {}
+
+    def __call__(self, keypoints: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
+        """One frame: (C, J, 2), (C, J) -> {part: (C,) bool views to relabel}."""
+        cfg, out = self.config, {}
+        for part, pairs in self.pairs.items():
+            cost = part_costs(self.rig, keypoints[:, None], confidence[:, None], pairs,
+                              self.states, cfg)[0]
+            unary = np.nan_to_num(cost, nan=0.0) + cfg.flip_cost_px * self.states.sum(1)
+            prev = self._previous.get(part)
+            if prev is not None:
+                unary = unary + cfg.switch_cost_px * (self.states != self.states[prev]).sum(1)
+            best = int(unary.argmin())
+            self._previous[part] = best
+            out[part] = self.states[best]
+        return out

@@ -1,0 +1,176 @@
+"""The per-frame reconstruction: one FrameSet in, people out. Live capture and offline
+processing run this same object.
+
+    pipeline = FramePipeline(rig, BlazePoseEstimator("onnxruntime"))
+    pose = pipeline.process(frameset)      # PoseFrame of the main performer (PoseWorker protocol)
+    pipeline.last                          # FrameResult: every person's 2D and association
+
+Stages (seconds in `timings`): "decode" is filled by whoever read the images; "prepare" (BGR
+to RGB), "pose2d" (per-view multi-person BlazePose), "associate" (cross-view association and
+3D tracking), then for the PoseFrame "handedness" (online left/right check), "triangulate"
+and "filter" (One Euro, if configured). Offline processing (`app.process.take`) keeps
+`last` of every frame and replaces the last three stages with whole-take passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.capture.frames import FrameSet, PoseFrame, clock
+from app.process.association import AssociationConfig, FrameAssociation, PersonTracker, Track3D
+from app.process.handedness import HandednessConfig, OnlineHandedness, apply_flips
+from app.process.people2d import PeopleTracker, TrackerConfig, ViewPeople
+from app.process.reconstruct import TriangulationConfig, triangulate_joints
+from calibration.errors import TriangulumError
+from calibration.rig import Rig
+from engines.skeleton import BLAZEPOSE33, Skeleton
+from engines.temporal import OneEuroConfig, OneEuroFilter
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the per-frame pipeline does. person: a track ID to follow as the main
+    performer instead of the automatic choice."""
+
+    triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
+    tracking: TrackerConfig = field(default_factory=TrackerConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    handedness: HandednessConfig = field(default_factory=HandednessConfig)
+    one_euro: OneEuroConfig | None = None
+    person: int | None = None
+
+
+@dataclass
+class FrameResult:
+    """What one frame set gave. views: (C) ViewPeople in rig order (empty where a camera had
+    no frame); association: the people across views; timings: seconds per stage."""
+
+    index: int
+    t: float
+    views: list[ViewPeople]
+    association: FrameAssociation
+    timings: dict[str, float]
+
+
+def performer_score(track: Track3D, frames: int) -> float:
+    """How much a track looks like the performer: views seeing them per frame of the take so
+    far, plus up to one view's worth for moving (hip extent over the take, 1 m = full)."""
+    return track.view_frames / max(frames, 1) + min(track.extent, 1.0)
+
+
+def person_arrays(views: list[ViewPeople], members: np.ndarray, joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """One person's 2D in every view: members (C,) -> keypoints (C, J, 2) NaN, confidence (C, J)."""
+    kp = np.full((len(views), joints, 2), np.nan)
+    cf = np.zeros((len(views), joints))
+    for v, i in enumerate(members):
+        if i >= 0:
+            kp[v], cf[v] = views[v].keypoints[i], views[v].confidence[i]
+    return kp, cf
+
+
+class FramePipeline:
+    """Per-frame multi-person reconstruction (see the module docstring)."""
+
+    def __init__(self, rig: Rig, estimator, config: PipelineConfig | None = None,
+                 skeleton: Skeleton = BLAZEPOSE33) -> None:
+        self.rig = rig
+        self.config = config or PipelineConfig()
+        self.skeleton = skeleton
+        self.people2d = PeopleTracker(estimator, self.config.tracking)
+        self.people3d = PersonTracker(rig, skeleton, self.config.association)
+        self.frames = 0
+        self.main: int | None = None
+        self.last: FrameResult | None = None
+        self._handedness: dict[int, OnlineHandedness] = {}
+        self._smoothers: dict[int, OneEuroFilter] = {}
+
+    def reset(self) -> None:
+        self.people2d.reset()
+        self.people3d.reset()
+        self.frames, self.main, self.last = 0, None, None
+        self._handedness.clear()
+        self._smoothers.clear()
+
+    def observe(self, frameset: FrameSet) -> FrameResult:
+        """2D people in every view and their association into 3D people."""
+        t0 = clock()
+        by_camera = {f.camera: f for f in frameset.frames}
+        unknown = [c for c in by_camera if c not in self.rig.names]
+        if unknown:
+            raise TriangulumError(f"camera(s) {unknown} are not in the calibration (it has {self.rig.names}); "
+                                  "name the sources after the calibrated cameras.")
+        images = [cv2.cvtColor(by_camera[c].image, cv2.COLOR_BGR2RGB) if c in by_camera else None
+                  for c in self.rig.names]
+        t1 = clock()
+        views = self.people2d(images)
+        t2 = clock()
+        association = self.people3d.update(views, frameset.t)
+        t3 = clock()
+        self.frames += 1
+        self.last = FrameResult(frameset.index, frameset.t, views, association,
+                                {"prepare": t1 - t0, "pose2d": t2 - t1, "associate": t3 - t2})
+        return self.last
+
+    def choose_main(self, association: FrameAssociation) -> int | None:
+        """The main performer now: the user's choice, else the best-scoring person in view,
+        changed only when another scores a whole view more (so it does not flicker)."""
+        if self.config.person is not None:
+            return self.config.person
+        tracks = self.people3d.tracks
+        here = [int(i) for i in association.track_ids if int(i) in tracks]
+        if not here:
+            return self.main
+        best = max(here, key=lambda i: performer_score(tracks[i], self.frames))
+        if self.main not in here or (
+            performer_score(tracks[best], self.frames) > performer_score(tracks[self.main], self.frames) + 1.0
+        ):
+            self.main = best
+        return self.main
+
+    def person_pose(self, result: FrameResult, track_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Online 3D of one person in this frame -> joints (J, 3), keypoints (C, J, 2) with
+        left/right fixed, confidence (C, J), timings."""
+        J = self.skeleton.num_joints
+        k = result.association.person(track_id)
+        if k is None:
+            return (np.full((J, 3), np.nan), np.full((len(self.rig), J, 2), np.nan),
+                    np.zeros((len(self.rig), J)), {})
+        t0 = clock()
+        kp, cf = person_arrays(result.views, result.association.members[k], J)
+        fixer = self._handedness.setdefault(track_id, OnlineHandedness(self.rig, self.skeleton, self.config.handedness))
+        flips = fixer(kp, cf)
+        kp, cf = apply_flips(kp[:, None], cf[:, None], {p: f[None] for p, f in flips.items()}, self.skeleton)
+        kp, cf = kp[:, 0], cf[:, 0]
+        t1 = clock()
+        joints, _ = triangulate_joints(self.rig, kp, cf, self.config.triangulation)
+        t2 = clock()
+        if self.config.one_euro is not None:
+            smoother = self._smoothers.setdefault(track_id, OneEuroFilter(self.config.one_euro))
+            joints = smoother(joints, result.t)
+        t3 = clock()
+        return joints, kp, cf, {"handedness": t1 - t0, "triangulate": t2 - t1, "filter": t3 - t2}
+
+    def process(self, frameset: FrameSet) -> PoseFrame:
+        """The PoseWorker protocol: the main performer's PoseFrame for one set."""
+        result = self.observe(frameset)
+        main = self.choose_main(result.association)
+        J = self.skeleton.num_joints
+        if main is None:
+            joints, kp, cf, timings = (np.full((J, 3), np.nan), np.full((len(self.rig), J, 2), np.nan),
+                                       np.zeros((len(self.rig), J)), {})
+        else:
+            joints, kp, cf, timings = self.person_pose(result, main)
+        return PoseFrame(
+            index=frameset.index,
+            t_capture=frameset.t,
+            cameras=tuple(self.rig.names),
+            joints3d=joints,
+            keypoints2d=kp,
+            confidences=cf,
+            reprojections=self.rig.project(joints),
+            timings={**result.timings, **timings},
+            joint_names=self.skeleton.joints,
+        )

@@ -1,0 +1,74 @@
+"""Read a take in lock-step: one FrameSet per frame, the same objects live capture hands out.
+
+Offline processing runs the live per-frame pipeline on these sets, so a recording processed
+afterwards goes through exactly the code that ran during capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from app.capture.frames import Frame, FrameSet
+from app.capture.session import TrackReader, open_session
+from app.process.inputs import Take
+from calibration.errors import TriangulumError
+
+
+class _SequentialVideo:
+    """Frames of a plain video by increasing index (decodes forward, never seeks)."""
+
+    def __init__(self, camera: str, path) -> None:
+        self.camera = camera
+        self.path = path
+        self._cap = cv2.VideoCapture(str(path))
+        self._pos = -1
+
+    def read(self, i: int) -> np.ndarray:
+        if i <= self._pos:
+            self._cap.release()
+            self._cap = cv2.VideoCapture(str(self.path))
+            self._pos = -1
+        while self._pos < i - 1:
+            if not self._cap.grab():
+                raise TriangulumError(f"camera '{self.camera}': video {self.path.name} ends at frame {self._pos + 1}, "
+                                      f"before frame {i}; the file is shorter than it says (re-encode it).")
+            self._pos += 1
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            raise TriangulumError(f"camera '{self.camera}': frame {i} of {self.path.name} cannot be decoded; "
+                                  "the file is damaged or shorter than it says (re-encode it).")
+        self._pos = i
+        return image
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[FrameSet]:
+    """FrameSets for frame sets start..stop-1 of the take (BGR images, cameras in rig order).
+
+    A camera without a frame in a set (a dropped frame of a recorded session) is absent from
+    that set. Capture times are the take's times (seconds from its start).
+    """
+    stop = take.frames if stop is None else min(stop, take.frames)
+    if take.source.startswith("session "):
+        session = open_session(take.videos[0].path.parent)
+        readers = [TrackReader(session.track(v.camera)) for v in take.videos]
+    else:
+        readers = [_SequentialVideo(v.camera, v.path) for v in take.videos]
+    try:
+        for k in range(start, stop):
+            frames = []
+            for c, reader in enumerate(readers):
+                i = int(take.frame_index[k, c])
+                if i < 0:
+                    continue
+                t = float(take.times[k])
+                frames.append(Frame(take.cameras[c], i, t, t, reader.read(i)))
+            yield FrameSet(k, tuple(frames), float(take.times[k]))
+    finally:
+        for r in readers:
+            r.close()

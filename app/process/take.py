@@ -1,0 +1,301 @@
+"""Offline processing of a whole take: the live per-frame pipeline, then whole-take passes.
+
+    result = process_take(open_take([]), ProcessConfig())
+
+1. Every frame set goes through `FramePipeline.observe` (per-view 2D of everyone, cross-view
+   association, 3D tracks), exactly as in live capture.
+2. Tracks broken by a short loss are re-joined (`relink`), so a person keeps one ID, and IDs
+   are renumbered 0, 1, ... by first appearance.
+3. People are chosen: `people="1"` keeps the main performer (the person seen by the most views
+   over the take, moving most as a tie-break; or the ID given), `"all"` everyone seen by at
+   least two views for `min_frames` frames.
+4. Per person: left/right labels made consistent across views over the whole take
+   (`handedness.solve_take`), triangulation with the chosen method, gap filling and a
+   zero-phase Butterworth (or One Euro) filter, reprojection errors against the 2D used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.capture.frames import clock
+from app.process.association import Track3D
+from app.process.handedness import HandednessConfig, apply_flips, solve_take
+from app.process.inputs import Take
+from app.process.pipeline import FramePipeline, FrameResult, PipelineConfig, performer_score
+from app.process.reader import frame_sets
+from app.process.reconstruct import Reconstruction, describe, triangulate_joints
+from calibration.errors import TriangulumError
+from engines.skeleton import BLAZEPOSE33, Skeleton
+from engines.temporal import (
+    ButterworthConfig,
+    GapFillConfig,
+    OneEuroConfig,
+    butterworth,
+    fill_gaps,
+    one_euro,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Whole-take filtering, each step optional (None): gap filling, then Butterworth or,
+    if set instead, One Euro (the live filter, for comparison with live output)."""
+
+    gap_fill: GapFillConfig | None = field(default_factory=GapFillConfig)
+    butterworth: ButterworthConfig | None = field(default_factory=ButterworthConfig)
+    one_euro: OneEuroConfig | None = None
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """An offline run. people: "1" (main performer) or "all"; person: the ID to keep with
+    people="1" (as numbered in a previous run's report); start/stop: frame set range;
+    backend: BlazePose runtime ("onnxruntime", "torch"); relink_gap_s, relink_distance_m:
+    how long and how far apart a lost track may reappear and keep its ID; min_frames: frames
+    a person must be seen in to be reported with people="all"."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    people: str = "1"
+    person: int | None = None
+    start: int = 0
+    stop: int | None = None
+    backend: str = "onnxruntime"
+    threads: int | None = None
+    relink_gap_s: float = 1.0
+    relink_distance_m: float = 0.5
+    min_frames: int = 5
+
+    def __post_init__(self) -> None:
+        if self.people not in ("1", "all"):
+            raise TriangulumError(f"--people must be 1 or all, not '{self.people}'.")
+
+
+@dataclass
+class PersonTake:
+    """One person over the processed frames (F) and cameras (C).
+
+    keypoints (C, F, J, 2), confidence (C, F, J): their 2D in every view after left/right
+    correction (NaN / 0 where a view did not see them); flips: part -> (F, C) bool views whose
+    labels were swapped; raw: triangulation before filtering; final: after gap filling and
+    filtering, with errors against `keypoints`; seen: (F,) frames the person was associated in.
+    """
+
+    person_id: int
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    flips: dict[str, np.ndarray]
+    raw: Reconstruction
+    final: Reconstruction
+    seen: np.ndarray
+    score: float
+
+
+@dataclass
+class TakeResult:
+    """Everything a run produced. frames: per-frame pipeline output (IDs renumbered);
+    people: the chosen people; main: the main performer's ID (None if nobody was found);
+    ids: track ID -> final ID; timings: seconds per stage over the run; frames_processed."""
+
+    take: Take
+    config: ProcessConfig
+    frames: list[FrameResult]
+    people: list[PersonTake]
+    main: int | None
+    tracks: dict[int, Track3D]
+    timings: dict[str, float]
+    skeleton: Skeleton = BLAZEPOSE33
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.array([f.t for f in self.frames])
+
+    def person(self, person_id: int) -> PersonTake:
+        for p in self.people:
+            if p.person_id == person_id:
+                return p
+        raise TriangulumError(f"person {person_id} was not reconstructed (people: {[p.person_id for p in self.people]}).")
+
+
+def relink(frames: list[FrameResult], max_gap_s: float, max_distance: float) -> dict[int, int]:
+    """Track ID -> final ID: a track that starts within `max_gap_s` after another one ended,
+    close to where that one was last seen (median cue distance under `max_distance` m),
+    continues it. Final IDs count from 0 in order of first appearance."""
+    first: dict[int, tuple[float, np.ndarray]] = {}
+    last: dict[int, tuple[float, np.ndarray]] = {}
+    for fr in frames:
+        a = fr.association
+        for k, tid in enumerate(a.track_ids.tolist()):
+            first.setdefault(tid, (fr.t, a.cues[k]))
+            last[tid] = (fr.t, a.cues[k])
+    root: dict[int, int] = {}
+    end: dict[int, tuple[float, np.ndarray]] = {}  # chain root -> where its latest track ended
+    for tid in sorted(first, key=lambda i: first[i][0]):
+        t0, cues0 = first[tid]
+        best, best_d = tid, max_distance
+        for r, (t_end, cues_end) in end.items():
+            if not 0 < t0 - t_end <= max_gap_s:
+                continue
+            d = np.linalg.norm(cues_end - cues0, axis=-1)
+            d = float(np.nanmedian(d)) if np.isfinite(d).any() else np.inf
+            if d < best_d:
+                best, best_d = r, d
+        root[tid] = best
+        end[best] = last[tid]
+    order = sorted(set(root.values()), key=lambda r: first[r][0])
+    number = {r: n for n, r in enumerate(order)}
+    return {tid: number[r] for tid, r in root.items()}
+
+
+def _renumber(frames: list[FrameResult], ids: dict[int, int]) -> None:
+    for fr in frames:
+        fr.association.track_ids = np.array([ids[int(t)] for t in fr.association.track_ids], np.int64)
+
+
+def merged_tracks(tracks: dict[int, Track3D], ids: dict[int, int]) -> dict[int, Track3D]:
+    """Statistics of the relinked people: counts summed, hip extents joined."""
+    out: dict[int, Track3D] = {}
+    for tid, tr in sorted(tracks.items()):
+        if tid not in ids:
+            continue
+        new = ids[tid]
+        if new not in out:
+            out[new] = Track3D(new, tr.cues.copy(), tr.t_seen, tr.t_first, tr.frames, tr.view_frames,
+                               tr.hip_low.copy(), tr.hip_high.copy())
+            continue
+        m = out[new]
+        m.frames += tr.frames
+        m.view_frames += tr.view_frames
+        m.hip_low, m.hip_high = np.minimum(m.hip_low, tr.hip_low), np.maximum(m.hip_high, tr.hip_high)
+        m.t_first, m.t_seen = min(m.t_first, tr.t_first), max(m.t_seen, tr.t_seen)
+    return out
+
+
+def choose_people(tracks: dict[int, Track3D], frames: int, config: ProcessConfig) -> list[int]:
+    """Final IDs to reconstruct, the main performer first."""
+    if not tracks:
+        return []
+    ranked = sorted(tracks, key=lambda i: -performer_score(tracks[i], frames))
+    if config.people == "1":
+        if config.person is not None:
+            if config.person not in tracks:
+                raise TriangulumError(f"person {config.person} is not in this take (people found: "
+                                      f"{sorted(tracks)}); pick an ID from the report or the overlay videos.")
+            return [config.person]
+        return ranked[:1]
+    return [i for i in ranked if tracks[i].frames >= config.min_frames] or ranked[:1]
+
+
+def gather(frames: list[FrameResult], person_id: int, cameras: int, joints: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One person's 2D over the take -> keypoints (C, F, J, 2), confidence (C, F, J), seen (F,)."""
+    F = len(frames)
+    kp = np.full((cameras, F, joints, 2), np.nan)
+    cf = np.zeros((cameras, F, joints))
+    seen = np.zeros(F, bool)
+    for f, fr in enumerate(frames):
+        k = fr.association.person(person_id)
+        if k is None:
+            continue
+        seen[f] = True
+        for v, i in enumerate(fr.association.members[k]):
+            if i >= 0:
+                kp[v, f] = fr.views[v].keypoints[i]
+                cf[v, f] = fr.views[v].confidence[i]
+    return kp, cf, seen
+
+
+def smooth(joints: np.ndarray, times: np.ndarray, fps: float, config: TemporalConfig) -> np.ndarray:
+    """Gap filling then Butterworth or One Euro on a (F, J, 3) take, as configured."""
+    out = joints
+    if config.gap_fill is not None:
+        out = fill_gaps(out, config.gap_fill)
+    if config.one_euro is not None:
+        out = one_euro(out, times, config.one_euro)
+    elif config.butterworth is not None and len(out) > 1:
+        cutoff = config.butterworth.cutoff_hz
+        if not cutoff < fps / 2:
+            raise TriangulumError(f"the Butterworth cutoff {cutoff} Hz must be under half the frame rate "
+                                  f"({fps / 2:g} Hz); lower --cutoff.")
+        out = butterworth(out, fps, config.butterworth)
+    return out
+
+
+def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, config: ProcessConfig,
+                       skeleton: Skeleton, handedness: HandednessConfig,
+                       timings: dict[str, float]) -> PersonTake:
+    """The whole-take passes for one person (see the module docstring)."""
+    rig, J = take.rig, skeleton.num_joints
+    kp, cf, seen = gather(frames, person_id, len(rig), J)
+    t0 = clock()
+    flips = solve_take(rig, kp, cf, skeleton, handedness)
+    kp, cf = apply_flips(kp, cf, flips, skeleton)
+    t1 = clock()
+    joints, used = triangulate_joints(rig, kp, cf, config.pipeline.triangulation)
+    raw = describe(rig, joints, kp, cf, used)
+    t2 = clock()
+    times = np.array([fr.t for fr in frames])
+    final = describe(rig, smooth(joints, times, take.fps, config.temporal), kp, cf, used)
+    t3 = clock()
+    for stage, dt in (("handedness", t1 - t0), ("triangulate", t2 - t1), ("filter", t3 - t2)):
+        timings[stage] = timings.get(stage, 0.0) + dt
+    return PersonTake(person_id, kp, cf, flips, raw, final, seen, 0.0)
+
+
+def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
+    from engines.blazepose.pipeline import BlazePoseEstimator
+
+    kwargs = {"threads": config.threads} if config.threads else {}
+    return FramePipeline(take.rig, BlazePoseEstimator(config.backend, **kwargs), config.pipeline)
+
+
+def process_take(take: Take, config: ProcessConfig | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 pipeline: FramePipeline | None = None) -> TakeResult:
+    """Run the per-frame pipeline over the take and the whole-take passes (module docstring).
+
+    progress(done, total) is called after every frame set.
+    """
+    config = config or ProcessConfig()
+    start = max(config.start, 0)
+    stop = take.frames if config.stop is None else min(config.stop, take.frames)
+    if stop <= start:
+        raise TriangulumError(f"no frames to process: the take has {take.frames} frame sets and the range is "
+                              f"{start}..{stop}.")
+    t_init = clock()
+    pipeline = pipeline or make_pipeline(take, config)
+    timings: dict[str, float] = {"load_models": clock() - t_init, "decode": 0.0}
+    frames: list[FrameResult] = []
+    t_read = clock()
+    for fs in frame_sets(take, start, stop):
+        t_got = clock()
+        timings["decode"] += t_got - t_read
+        result = pipeline.observe(fs)
+        for stage, dt in result.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + dt
+        frames.append(result)
+        if progress is not None:
+            progress(len(frames), stop - start)
+        t_read = clock()
+    tracks = pipeline.people3d.all_tracks()
+    ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
+    _renumber(frames, ids)
+    people_tracks = merged_tracks(tracks, ids)
+    chosen = choose_people(people_tracks, len(frames), config)
+    skeleton = pipeline.skeleton
+    people = []
+    for pid in chosen:
+        person = reconstruct_person(take, frames, pid, config, skeleton, config.pipeline.handedness, timings)
+        person.score = performer_score(people_tracks[pid], len(frames))
+        people.append(person)
+    if not people:
+        log.warning("no person was seen by two or more cameras at once; nothing to reconstruct.")
+    return TakeResult(take, config, frames, people, chosen[0] if chosen else None, people_tracks,
+                      timings, skeleton)
+
