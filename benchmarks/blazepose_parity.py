@@ -4,7 +4,8 @@
                                           [--mp-python PATH] [--videos VIDEO...]
 
 Runs MediaPipe in its own environment (--mp-python, $TRIANGULUM_MP_PYTHON, default
-/opt/mpref/bin/python) through benchmarks/mediapipe_reference.py, caching its answer under
+/opt/mpref/bin/python) through benchmarks/mediapipe_reference.py on the frames we decode (piped,
+since OpenCV builds decode some of these H.264 files differently), caching its answer under
 out/reference/ (git-ignored), then runs BlazePoseEstimator over the same frames with all views
 of a frame in one batch. Prints per-camera and overall median / 95th-percentile pixel distance
 over the 33 body landmarks and the frames where either side found no person.
@@ -34,9 +35,22 @@ def default_mp_python() -> str:
     return os.environ.get("TRIANGULUM_MP_PYTHON", "/opt/mpref/bin/python")
 
 
+def read_frames(videos: list[Path]):
+    """Yield lists of RGB frames, one per video, until the shortest video ends."""
+    caps = [cv2.VideoCapture(str(v)) for v in videos]
+    for v, cap in zip(videos, caps, strict=True):
+        if not cap.isOpened():
+            sys.exit(f"error: cannot open {v}")
+    while True:
+        frames = [c.read() for c in caps]
+        if not all(ok for ok, _ in frames):
+            return
+        yield [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for _, f in frames]
+
+
 def reference(videos: list[Path], mp_python: str) -> dict[str, np.ndarray]:
-    """MediaPipe's landmarks for the videos (cached by video and script content)."""
-    h = hashlib.sha256(REFERENCE_SCRIPT.read_bytes())
+    """MediaPipe's landmarks on exactly our decoded frames (piped; cached by content)."""
+    h = hashlib.sha256(REFERENCE_SCRIPT.read_bytes() + cv2.__version__.encode())
     for v in videos:
         h.update(v.read_bytes())
     path = CACHE / f"mp_pose_{h.hexdigest()[:16]}.npz"
@@ -46,8 +60,16 @@ def reference(videos: list[Path], mp_python: str) -> dict[str, np.ndarray]:
                      "or set TRIANGULUM_MP_PYTHON to a python with mediapipe==0.10.21.")
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        subprocess.run([mp_python, str(REFERENCE_SCRIPT), "pose", str(tmp), *map(str, videos)],
-                       check=True, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [mp_python, str(REFERENCE_SCRIPT), "pose", str(tmp), "--stdin", str(len(videos))],
+            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        for frames in read_frames(videos):
+            for f in frames:
+                proc.stdin.write(np.array(f.shape[:2], np.int32).tobytes() + f.tobytes())
+        proc.stdin.close()
+        if proc.wait() != 0:
+            sys.exit(f"error: the MediaPipe reference failed (exit {proc.returncode}).")
         os.replace(tmp, path)
     return dict(np.load(path))
 
@@ -57,14 +79,9 @@ def ours(videos: list[Path], backend: str) -> list[np.ndarray]:
     from engines.blazepose.pipeline import BODY_JOINTS, BlazePoseEstimator
 
     estimator = BlazePoseEstimator(backend)
-    caps = [cv2.VideoCapture(str(v)) for v in videos]
     out: list[list[np.ndarray]] = [[] for _ in videos]
-    while True:
-        frames = [c.read() for c in caps]
-        if not all(ok for ok, _ in frames):
-            break
-        poses = estimator([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for _, f in frames])
-        for i, pose in enumerate(poses):
+    for frames in read_frames(videos):
+        for i, pose in enumerate(estimator(frames)):
             kp = np.full((BODY_JOINTS, 2), np.nan, np.float32)
             if pose is not None:
                 kp[:] = pose.keypoints[:BODY_JOINTS]

@@ -29,6 +29,7 @@ from engines.blazepose.detection import Detection, decode_detections
 from engines.blazepose.keypoints import REFINE_KERNEL, refine_landmarks
 from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
 from engines.blazepose.roi import Roi, crop, crop_to_image, full_image_roi, roi_from_points
+from engines.temporal import OneEuroConfig, OneEuroFilter
 
 # BlazePose landmark order (MediaPipe Pose); 33 = hip centre and 34 = the ROI scale point are
 # the auxiliary landmarks that carry the track; 35..38 are not used by MediaPipe.
@@ -54,6 +55,11 @@ class EstimatorConfig:
     subject: str = "largest"  # "largest" (largest, most central) or "score" (MediaPipe)
     redetect_same_frame: bool = False  # MediaPipe re-detects on the next frame
     refine_kernel: int = REFINE_KERNEL
+    # MediaPipe always smooths the two landmarks that place the next crop (even with
+    # smooth_landmarks off), per coordinate, with beta acting on speed in object sizes per
+    # second; it keeps the crop steady on a still person.
+    roi_smoothing: OneEuroConfig = OneEuroConfig(min_cutoff=0.01, beta=10.0, d_cutoff=1.0)
+    fps: float = 30.0  # clock used when no timestamps are given (MediaPipe's solutions use 30)
 
 
 @dataclass
@@ -84,10 +90,6 @@ class Pose2D:
     track_id: int = -1
     detection: Detection | None = None
 
-    def next_roi(self) -> Roi:
-        """The ROI that follows this person into the next frame (from landmarks 33 -> 34)."""
-        return roi_from_points(self.keypoints[HIP_CENTRE], self.keypoints[SCALE_POINT])
-
 
 @dataclass
 class _Track:
@@ -96,6 +98,26 @@ class _Track:
     last_size: float = 0.0
     track_id: int = -1
     selected: np.ndarray | None = None  # a user-chosen image point, pixels
+    aux_filter: OneEuroFilter | None = None  # smooths landmarks 33, 34 for the next ROI
+
+    def follow(self, pose: Pose2D, t: float, config: OneEuroConfig) -> Roi:
+        """The next frame's ROI from this pose's hip centre -> scale point, smoothed over time."""
+        aux = pose.keypoints[[HIP_CENTRE, SCALE_POINT]].astype(np.float64)  # (2, 2)
+        if self.aux_filter is None:
+            self.aux_filter = OneEuroFilter(config)
+        # Per-coordinate filtering (D = 1) with beta divided by the object size reproduces
+        # MediaPipe's scale-invariant speed term; its object size is the side of the
+        # unscaled alignment box, 2 |scale point - hip centre| (checked against its filtered
+        # output on the demo video).
+        size = float(2 * np.hypot(*(aux[1] - aux[0])))
+        self.aux_filter.config = OneEuroConfig(config.min_cutoff, config.beta / max(size, 1e-6),
+                                               config.d_cutoff)
+        smooth = self.aux_filter(aux.reshape(4, 1), t).reshape(2, 2)
+        return roi_from_points(smooth[0], smooth[1])
+
+    def lose(self) -> None:
+        self.roi = None
+        self.aux_filter = None
 
 
 @dataclass
@@ -171,6 +193,7 @@ class BlazePoseEstimator:
             raise TriangulumError(f"Unknown subject policy {self.config.subject!r}; use largest or score.")
         self.tracks: dict[int, _Track] = {}
         self._ids = _Ids()
+        self._frames = 0
 
     def reset(self) -> None:
         """Forget every track (next call re-detects in every view)."""
@@ -184,7 +207,7 @@ class BlazePoseEstimator:
         """
         track = self.tracks.setdefault(view, _Track())
         track.selected = np.asarray(point, np.float64)
-        track.roi = None
+        track.lose()
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Every person the detector finds in each image, best score first (N views -> N lists)."""
@@ -271,23 +294,27 @@ class BlazePoseEstimator:
             found[v] = (roi_from_points(chosen.keypoints[0], chosen.keypoints[1]), chosen)
         return found
 
-    def __call__(self, images: list[np.ndarray]) -> list[Pose2D | None]:
-        """One synchronised frame (RGB uint8 per view) -> the main subject's pose per view."""
+    def __call__(self, images: list[np.ndarray], t: float | None = None) -> list[Pose2D | None]:
+        """One synchronised frame (RGB uint8 per view) at time `t` seconds -> the main subject's
+        pose per view (None where nobody is found). Without `t` frames are 1 / config.fps apart."""
+        t = self._frames / self.config.fps if t is None else t
+        self._frames += 1
         for v, im in enumerate(images):
             _check_image(im, v)
             self.tracks.setdefault(v, _Track())
         lost = [v for v in range(len(images)) if self.tracks[v].roi is None]
         detected = self._redetect(images, lost) if lost else {}
         results: list[Pose2D | None] = [None] * len(images)
-        self._landmark_pass(images, detected, results)
+        self._landmark_pass(images, detected, results, t)
         if self.config.redetect_same_frame:
             retry = [v for v in range(len(images)) if results[v] is None and v not in detected]
             if retry:
                 again = self._redetect(images, retry)
-                self._landmark_pass(images, again, results)
+                self._landmark_pass(images, again, results, t)
         return results
 
-    def _landmark_pass(self, images, detected: dict[int, tuple[Roi, Detection]], results) -> None:
+    def _landmark_pass(self, images, detected: dict[int, tuple[Roi, Detection]], results,
+                       t: float) -> None:
         views, rois = [], []
         for v in range(len(images)):
             if results[v] is not None:
@@ -300,12 +327,14 @@ class BlazePoseEstimator:
         for v, pose in zip(views, poses, strict=True):
             track = self.tracks[v]
             if pose.pose_score < self.config.min_tracking_score:
-                track.roi = None  # lost: re-detect (next frame, as MediaPipe)
+                track.lose()  # re-detect (on the next frame, as MediaPipe)
                 continue
             pose.redetected = v in detected
             pose.detection = detected[v][1] if v in detected else None
             pose.track_id = track.track_id
-            track.roi = pose.next_roi()
+            if pose.redetected:
+                track.aux_filter = None
+            track.roi = track.follow(pose, t, self.config.roi_smoothing)
             track.last_centre = pose.keypoints[HIP_CENTRE].astype(np.float64)
             track.last_size = track.roi.size
             results[v] = pose
