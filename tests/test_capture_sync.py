@@ -50,7 +50,7 @@ def run_lockstep(sync: SyncBuffer, arrivals: list[tuple[float, Frame]], clock: S
         if not w:
             sync.end(cam)
     while any(waiting.values()):
-        free = [w[0] for c, w in waiting.items() if w and len(sync._queues[c]) < sync.depth]
+        free = [w[0] for c, w in waiting.items() if w and (len(sync._queues[c]) < sync.depth or sync.finished)]
         if not free:
             fs = sync.get(timeout=0)
             if fs is not None:
@@ -328,3 +328,21 @@ def test_real_webcam_timestamps_group_like_caliscope(tolerance_ms):
     live = SyncBuffer(list(times), tolerance, "live", 4, now=clock)
     live_sets = [fs for _, fs in run_live(live, make_frames(times), clock)]
     assert [sync_index[fs.frames[0].camera][fs.frames[0].index] for fs in live_sets] in (expected, expected[:-1])
+
+
+def test_lockstep_stops_waiting_once_no_set_can_form():
+    """Two cameras, one has ended: the other's grabber must not wait forever on a full queue."""
+    sync = SyncBuffer(["a", "b"], 0.01, "lockstep", depth=2)
+    sync.end("a")
+    done = threading.Event()
+
+    def producer():
+        for k in range(10):
+            sync.push(Frame("b", k, float(k), float(k), PIXEL))
+        done.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    assert done.wait(2.0)
+    thread.join()
+    assert sync.finished and sync.get(timeout=0) is None

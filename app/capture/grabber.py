@@ -1,9 +1,11 @@
 """One thread per camera: grab into pooled buffers, stamp, count, hand on, survive failures.
 
-The grabber never waits for its consumers in live mode: every frame goes to the sinks
-(the SyncBuffer, the Recorder), each of which either takes it at once or drops it. When all
-buffers of the pool are still held by slow consumers, the frame is read into a scratch
-buffer and dropped, so the camera keeps being drained and memory stays bounded.
+The grabber never waits for its consumers when its source is paced (a camera, a file
+played in real time): every frame goes to the sinks (the SyncBuffer, the Recorder), each of
+which either takes it at once or drops it. When all buffers of the pool are still held by
+slow consumers, the frame is read into a scratch buffer and dropped, so the camera keeps
+being drained and memory stays bounded. A lock-step source instead waits for a free buffer:
+nothing is lost, and reading simply follows the consumers.
 
 A source that fails (camera unplugged, file vanished) is closed, reported through logging,
 the stats and the `on_state` callback, and reopened with exponential back-off; the other
@@ -171,6 +173,11 @@ class Grabber:
     def _loop(self) -> None:
         while not self._stop.is_set():
             buffer = self._pool.acquire()
+            while buffer is None and not self.source.paced and not self._stop.is_set():
+                # Buffers come back from whichever thread lets go of a frame last; polling
+                # avoids taking a lock inside that release.
+                self._stop.wait(0.002)
+                buffer = self._pool.acquire()
             target = buffer if buffer is not None else self._scratch
             t_grab = clock()
             try:

@@ -152,8 +152,8 @@ class LiveCapture:
 
     @property
     def finished(self) -> bool:
-        """Every source has ended and the worker has handed out the last pose."""
-        return bool(self.grabbers) and not any(g.alive for g in self.grabbers) and not (self.worker and self.worker.alive)
+        """No more sets will come (too few sources left) and the worker has published the last pose."""
+        return self.worker is not None and self.worker._thread is not None and not self.worker.alive
 
     def stop(self) -> None:
         for g in self.grabbers:

@@ -113,7 +113,7 @@ class SyncBuffer:
         with self._cond:
             q = self._queues[cam]
             if self.mode == "lockstep":
-                while len(q) >= self.depth and not self._closed:
+                while len(q) >= self.depth and not self._closed and not self._finished():
                     self._cond.wait()
             if self._closed:
                 return
@@ -192,6 +192,8 @@ class SyncBuffer:
             return self._finished()
 
     def _finished(self) -> bool:
+        # Once too few cameras can still deliver, no set will ever be handed out again, and
+        # a lock-step push no longer waits (the last camera's frames are dropped).
         can_deliver = [c for c in self.cameras if self._queues[c] or not self._ended[c]]
         return self._closed or len(can_deliver) < self.min_cameras
 
