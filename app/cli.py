@@ -13,6 +13,7 @@ from calibration.errors import TriangulumError
 COMMAND_MODULES = [
     "app.commands.calib",
     "app.commands.capture",
+    "app.commands.detect2d",
     "app.commands.gui",
     "app.commands.process",
 ]

@@ -279,7 +279,7 @@ class BlazePoseEstimator:
 
         return max(people, key=rank)
 
-    def _redetect(self, images: list[np.ndarray], views: list[int]) -> dict[int, tuple[Roi, Detection]]:
+    def _redetect(self, images: dict[int, np.ndarray], views: list[int]) -> dict[int, tuple[Roi, Detection]]:
         found = {}
         for v, people in zip(views, self.detect([images[v] for v in views]), strict=True):
             track = self.tracks[v]
@@ -294,29 +294,36 @@ class BlazePoseEstimator:
             found[v] = (roi_from_points(chosen.keypoints[0], chosen.keypoints[1]), chosen)
         return found
 
-    def __call__(self, images: list[np.ndarray], t: float | None = None) -> list[Pose2D | None]:
+    def __call__(self, images: list[np.ndarray], t: float | None = None,
+                 views: list[int] | None = None) -> list[Pose2D | None]:
         """One synchronised frame (RGB uint8 per view) at time `t` seconds -> the main subject's
-        pose per view (None where nobody is found). Without `t` frames are 1 / config.fps apart."""
+        pose per view (None where nobody is found). Without `t` frames are 1 / config.fps apart.
+        `views` names the track of each image (default 0..N-1), so a view may skip frames."""
         t = self._frames / self.config.fps if t is None else t
         self._frames += 1
-        for v, im in enumerate(images):
+        views = list(range(len(images))) if views is None else list(views)
+        if len(views) != len(images) or len(set(views)) != len(views):
+            raise TriangulumError(f"Got {len(images)} images but view ids {views}; give one distinct id per image.")
+        by_view = {}
+        for v, im in zip(views, images, strict=True):
             _check_image(im, v)
             self.tracks.setdefault(v, _Track())
-        lost = [v for v in range(len(images)) if self.tracks[v].roi is None]
-        detected = self._redetect(images, lost) if lost else {}
-        results: list[Pose2D | None] = [None] * len(images)
-        self._landmark_pass(images, detected, results, t)
+            by_view[v] = im
+        lost = [v for v in views if self.tracks[v].roi is None]
+        detected = self._redetect(by_view, lost) if lost else {}
+        results: dict[int, Pose2D | None] = dict.fromkeys(views)
+        self._landmark_pass(by_view, detected, results, t)
         if self.config.redetect_same_frame:
-            retry = [v for v in range(len(images)) if results[v] is None and v not in detected]
+            retry = [v for v in views if results[v] is None and v not in detected]
             if retry:
-                again = self._redetect(images, retry)
-                self._landmark_pass(images, again, results, t)
-        return results
+                again = self._redetect(by_view, retry)
+                self._landmark_pass(by_view, again, results, t)
+        return [results[v] for v in views]
 
-    def _landmark_pass(self, images, detected: dict[int, tuple[Roi, Detection]], results,
-                       t: float) -> None:
+    def _landmark_pass(self, images: dict[int, np.ndarray], detected: dict[int, tuple[Roi, Detection]],
+                       results: dict[int, Pose2D | None], t: float) -> None:
         views, rois = [], []
-        for v in range(len(images)):
+        for v in images:
             if results[v] is not None:
                 continue
             roi = detected[v][0] if v in detected else self.tracks[v].roi
@@ -338,4 +345,3 @@ class BlazePoseEstimator:
             track.last_centre = pose.keypoints[HIP_CENTRE].astype(np.float64)
             track.last_size = track.roi.size
             results[v] = pose
-
