@@ -36,12 +36,16 @@ def distort(xn: Tensor, dist: Tensor) -> Tensor:
     return torch.stack([xd, yd], dim=-1)
 
 
-def undistort(xd: Tensor, dist: Tensor, iterations: int = 20) -> Tensor:
-    """Invert `distort` by fixed-point iteration (as OpenCV's undistortPoints).
+def undistort(xd: Tensor, dist: Tensor, iterations: int = 20, newton_steps: int = 2) -> Tensor:
+    """Invert `distort`: fixed-point iteration (as OpenCV's undistortPoints), then Newton.
 
     xd: (*B, N, 2) distorted normalised points; dist: (*B, 5) -> (*B, N, 2).
-    Converges for the distortion of ordinary lenses inside the image; 20 iterations
-    bring the round trip below 1e-9 for |k1| < 0.5 there (see the property tests).
+    The fixed point converges for ordinary lenses inside the image but slowly where
+    strong barrel distortion flattens the radial profile: at the corners of a wide
+    lens (1280x720, 70 deg vertical field, 24 % barrel at the corner) 20 iterations still
+    leave 0.06 px. `newton_steps` Newton steps on
+    distort(x) = xd then bring the round trip below 1e-6 px over the whole image
+    (see the property tests); a step that would not reduce the residual is skipped.
     """
     k1, k2, p1, p2, k3 = (dist[..., i : i + 1] for i in range(5))
     x = xd
@@ -52,6 +56,22 @@ def undistort(xd: Tensor, dist: Tensor, iterations: int = 20) -> Tensor:
         du = 2 * p1 * u * v + p2 * (r2 + 2 * u * u)
         dv = p1 * (r2 + 2 * v * v) + 2 * p2 * u * v
         x = torch.stack([(xd[..., 0] - du) / radial, (xd[..., 1] - dv) / radial], dim=-1)
+    for _ in range(newton_steps):
+        u, v = x[..., 0], x[..., 1]
+        r2 = u * u + v * v
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        dradial = 2 * (k1 + r2 * (2 * k2 + 3 * k3 * r2))  # (d radial / d r2) * 2
+        # Jacobian of `distort` (symmetric): [[a, b], [b, d]]
+        a = radial + u * u * dradial + 2 * p1 * v + 6 * p2 * u
+        b = u * v * dradial + 2 * p1 * u + 2 * p2 * v
+        d = radial + v * v * dradial + 6 * p1 * v + 2 * p2 * u
+        det = a * d - b * b
+        res = distort(x, dist) - xd
+        safe = torch.where(det.abs() > 1e-12, det, torch.ones_like(det))
+        step = torch.stack([d * res[..., 0] - b * res[..., 1], a * res[..., 1] - b * res[..., 0]], -1)
+        new = x - step / safe.unsqueeze(-1)
+        better = (det.abs() > 1e-12) & ((distort(new, dist) - xd).norm(dim=-1) < res.norm(dim=-1))
+        x = torch.where(better.unsqueeze(-1), new, x)
     return x
 
 
