@@ -66,10 +66,11 @@ def run_pose(out: Path, videos: list[str], stdin_views: int) -> None:
                                     smooth_landmarks=False, enable_segmentation=False,
                                     min_detection_confidence=0.5, min_tracking_confidence=0.5)
              for _ in range(views)]
-    frames = _stdin_frames(views) if stdin_views else zip(*(_video_frames(v) for v in videos))
+    # Videos of different lengths stop at the shortest, like the caller's lock-step reading.
+    frames = _stdin_frames(views) if stdin_views else zip(*(_video_frames(v) for v in videos), strict=False)
     lms, worlds, found = [[] for _ in range(views)], [[] for _ in range(views)], [[] for _ in range(views)]
     for frame_set in frames:
-        for i, (pose, image) in enumerate(zip(poses, frame_set)):
+        for i, (pose, image) in enumerate(zip(poses, frame_set, strict=True)):
             h, w = image.shape[:2]
             res = pose.process(image)
             lm = np.full((33, 5), np.nan, np.float32)

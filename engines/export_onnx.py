@@ -19,7 +19,12 @@ import torch
 
 from engines.blazepose.backends import DETECTOR_OUTPUTS, LANDMARK_OUTPUTS
 from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
-from engines.blazepose.weights import DETECTOR_WEIGHTS, LANDMARK_WEIGHTS, load_detector, load_landmark
+from engines.blazepose.weights import (
+    DETECTOR_WEIGHTS,
+    LANDMARK_WEIGHTS,
+    load_detector,
+    load_landmark,
+)
 
 OPSET = 17
 

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     same &= ok
                     print(f"{name}: {'identical' if ok else 'DIFFERENT'} {sha256(path)}")
             return 0 if same else 1
-        for name, path in convert(args.from_wheel, args.out).items():
+        for path in convert(args.from_wheel, args.out).values():
             print(f"wrote {path} sha256={sha256(path)}")
     except TriangulumError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,101 @@
+"""BlazePose per-view pipeline on the real demo videos: tracking, all-people detection, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.errors import TriangulumError
+from engines.blazepose.pipeline import BlazePoseEstimator
+from engines.blazepose.roi import Roi, crop_to_image, image_to_crop, roi_from_points
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VIDEOS = sorted((DATA / "pose2sim-demo-single" / "videos").glob("cam*.mp4"))
+
+
+def frame_sets(count: int) -> list[list[np.ndarray]]:
+    import cv2
+
+    if not VIDEOS:
+        pytest.skip("demo videos not available")
+    caps = [cv2.VideoCapture(str(p)) for p in VIDEOS]
+    return [[cv2.cvtColor(c.read()[1], cv2.COLOR_BGR2RGB) for c in caps] for _ in range(count)]
+
+
+def test_roi_maps_round_trip_and_point_up():
+    roi = roi_from_points(np.array([400.0, 900.0]), np.array([430.0, 500.0]))
+    # Hip centre -> scale point is turned to point straight up in the crop.
+    crop_pts = image_to_crop(np.array([[400.0, 900.0], [430.0, 500.0]]), roi, 256)
+    assert np.allclose(crop_pts[0], [128, 128]) and np.isclose(crop_pts[1, 0], 128)
+    assert crop_pts[1, 1] < 128
+    pts = np.random.default_rng(0).uniform(0, 256, (10, 2))
+    assert np.allclose(image_to_crop(crop_to_image(pts, roi, 256), roi, 256), pts)
+    assert isinstance(roi, Roi) and np.isclose(roi.size, 2 * np.hypot(30, 400) * 1.25)
+
+
+@pytest.mark.slow
+def test_tracks_between_detections_and_batches_views():
+    sets = frame_sets(3)
+    est = BlazePoseEstimator("torch")
+    calls = []
+    original = est.backend.landmarks
+    est.backend.landmarks = lambda crops: calls.append(len(crops)) or original(crops)
+    first = est(sets[0])
+    ids = [p.track_id for p in first]
+    assert all(p is not None and p.redetected for p in first)
+    for frames in sets[1:]:
+        poses = est(frames)
+        assert all(p is not None and not p.redetected for p in poses)  # no detector while tracking
+        assert [p.track_id for p in poses] == ids  # same person, no silent switch
+    assert calls == [4, 4, 4]  # every frame: all views in one landmark batch
+    # Consecutive frames at 60 fps: the body barely moves.
+    assert np.median(np.linalg.norm(poses[0].keypoints[:33] - first[0].keypoints[:33], axis=1)) < 15
+
+
+@pytest.mark.slow
+def test_detect_people_and_user_selection():
+    frames = frame_sets(1)[0]
+    est = BlazePoseEstimator("torch")
+    people = est.detect_people(frames)
+    assert all(len(p) >= 1 for p in people)
+    for view in people:
+        for pose in view:
+            assert pose.redetected and pose.detection is not None
+    # Select the person found in view 0: the next call re-detects and follows that person.
+    target = people[0][0].keypoints[33]
+    est([frames[0]])
+    est.select(0, tuple(target))
+    pose = est([frames[0]])[0]
+    assert pose.redetected and np.linalg.norm(pose.keypoints[33] - target) < 20
+
+
+def test_bad_images_are_clear_errors():
+    est = BlazePoseEstimator("torch")
+    with pytest.raises(TriangulumError, match="RGB uint8"):
+        est([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(TriangulumError, match="view ids"):
+        est([np.zeros((10, 10, 3), np.uint8)], views=[0, 1])
+
+
+def test_nobody_in_a_blank_frame():
+    est = BlazePoseEstimator("torch")
+    assert est([np.full((480, 640, 3), 90, np.uint8)]) == [None]
+    assert est.detect_people([np.zeros((480, 640, 3), np.uint8)]) == [[]]
+
+
+@pytest.mark.slow
+def test_detect2d_cli_writes_keypoints(tmp_path):
+    from app.cli import main
+
+    if not VIDEOS:
+        pytest.skip("demo videos not available")
+    out = tmp_path / "kp.npz"
+    assert main(["detect2d", str(VIDEOS[0]), "-o", str(out), "--max-frames", "2"]) == 0
+    data = np.load(out)
+    kp = data[f"{VIDEOS[0].stem}/keypoints"]
+    assert kp.shape == (2, 33, 3) and np.isfinite(kp).all()
+    assert (kp[..., 2] >= 0).all() and (kp[..., 2] <= 1).all()
+    assert list(data["joint_names"][:2]) == ["nose", "left_eye_inner"]
+    assert main(["detect2d", str(tmp_path / "missing.mp4"), "-o", str(out)]) == 2
