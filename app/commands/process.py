@@ -53,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
     p.add_argument("--overlay-scale", type=float, default=0.5, help="overlay video size relative to the input")
     p.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime", help="2D pose runtime")
-    p.add_argument("--threads", type=int, help="CPU threads for the 2D model (default: the runtime's choice)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for the 2D model (default 1: videos are decoded on another core; "
+                   "0: the runtime's choice)")
     p.set_defaults(func=run)
 
 
@@ -94,7 +96,7 @@ def build_config(args: argparse.Namespace):
     return ProcessConfig(
         pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
-        backend=args.backend, threads=args.threads,
+        backend=args.backend, threads=args.threads or None,
     )
 
 
@@ -112,8 +114,8 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
             f"  person {p['id']}: reprojection mean {r['mean']:.1f} px, p95 {r['p95']:.1f} px; bone-length CV "
             f"{100 * (p['bone_length_cv_mean'] or 0):.1f} %; {p['views_used']['mean_per_limb_joint'] or 0:.1f} views "
             f"per limb joint; left/right fixed in "
-            + (", ".join(f"{c} ({max(v.values())} frames)" for c, v in p["left_right_corrected_frames"].items()
-                         if v and max(v.values())) or "no view"))
+            + (", ".join(f"{c} ({v['any']} frames)" for c, v in p["left_right_corrected_frames"].items()
+                         if v["any"]) or "no view"))
     for w in result.take.warnings:
         lines.append(f"  note: {w}")
     lines.append(f"Results in {outdir}/: " + ", ".join(sorted(f.name for f in files)))

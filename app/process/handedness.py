@@ -1,18 +1,19 @@
 """Left/right consistency across views: find views whose left/right labels are swapped, fix them.
 
 A 2D detector decides left from right by appearance; seen from behind, or in a frontal view of
-a symmetric pose, it sometimes labels the whole body (or just the legs) mirror-wise in one
-view. The other views then disagree with it and a plain triangulation averages a left knee with
-a right knee. Excluding the view loses it; relabelling it recovers it.
+a symmetric pose, it sometimes labels the body mirror-wise in one view, often for a few dozen
+frames, often flickering frame to frame, sometimes only for some limbs. The other views then
+disagree with it and a plain triangulation averages a left knee with a right knee. Excluding
+the view loses it; relabelling it recovers it.
 
-The decision is made per body part (face, arms, legs: `PARTS`) and per frame over *flip
-assignments*, a set of views whose labels of that part are swapped. For an assignment the part
-is triangulated with the relabelled views and scored by its robust mean reprojection error in
-pixels (errors capped at `cap_px`, weighted by the joints' confidences). Relabelling every
-view gives the same 3D points with left and right exchanged, so only assignments that flip at
-most half of the views are scored and a small `flip_cost_px` per flipped view keeps the
-majority's labels; exchanging all views' labels is the body's true handedness, not something
-triangulation can see.
+The decision is made per *group* of left/right joint pairs (by default each pair on its own,
+e.g. the knees; `grouping="part"` groups face, arms and legs) and per frame, over *flip
+assignments*: sets of views whose labels of that group are swapped. Under an assignment the
+group is triangulated with the relabelled views and scored by its robust mean reprojection
+error in pixels (errors capped at `cap_px`, weighted by the joints' confidences). Relabelling
+every view gives the same 3D points with left and right exchanged, so only assignments that
+flip at most half of the views are scored and a small `flip_cost_px` per flipped view keeps
+the majority's labels; which side is the body's true left is then the majority's call.
 
 Over a whole take the assignments form a chain: `solve_take` finds the cheapest path (Viterbi)
 with `switch_cost_px` per view that changes state between frames, so one ambiguous frame does
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from calibration import triangulation as tri
+from calibration.errors import TriangulumError
 from calibration.rig import Rig
 from engines.skeleton import Skeleton, left_right_pairs
 
@@ -48,12 +50,18 @@ class HandednessConfig:
     cap_px: an error above this counts as this much (a wrong joint costs the same however
     wrong). flip_cost_px: prior cost per relabelled view. switch_cost_px: cost per view that
     changes state between consecutive frames. min_confidence: joints under it are ignored.
+    grouping: "pair" decides each left/right pair alone, "part" face, arms and legs together.
     """
 
     cap_px: float = 60.0
     flip_cost_px: float = 0.5
     switch_cost_px: float = 4.0
     min_confidence: float = 0.3
+    grouping: str = "pair"
+
+    def __post_init__(self) -> None:
+        if self.grouping not in ("pair", "part"):
+            raise TriangulumError(f"left/right grouping must be 'pair' or 'part', not '{self.grouping}'.")
 
 
 def _base(name: str) -> str:
@@ -72,6 +80,14 @@ def part_pairs(skeleton: Skeleton) -> dict[str, np.ndarray]:
     return out
 
 
+def groups(skeleton: Skeleton, grouping: str = "pair") -> dict[str, np.ndarray]:
+    """Decision groups -> (K, 2) left/right index pairs: one per pair, named by the joint
+    without its side ("knee", "foot_index"), or one per part (`part_pairs`)."""
+    if grouping == "part":
+        return part_pairs(skeleton)
+    return {_base(skeleton.joints[a]): np.array([[a, b]], np.int64) for a, b in left_right_pairs(skeleton)}
+
+
 def assignments(num_views: int) -> np.ndarray:
     """Every set of at most half of the views, as (S, C) bool (row 0 flips nothing).
 
@@ -87,13 +103,13 @@ def assignments(num_views: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def part_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, pairs: np.ndarray,
-               states: np.ndarray, config: HandednessConfig) -> np.ndarray:
-    """Robust mean reprojection error (px) of one part under each flip assignment.
+def group_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, pairs: np.ndarray,
+                states: np.ndarray, config: HandednessConfig) -> np.ndarray:
+    """Robust mean reprojection error (px) of one group under each flip assignment.
 
     keypoints: (C, F, J, 2) distorted pixels, NaN missing; confidence: (C, F, J);
-    pairs: (K, 2) left/right joints of the part; states: (S, C) bool -> (F, S) px,
-    NaN where the part cannot be triangulated at all in that frame.
+    pairs: (K, 2) left/right joints of the group; states: (S, C) bool -> (F, S) px,
+    NaN where the group cannot be triangulated at all in that frame.
     """
     joints = pairs.reshape(-1)  # left0, right0, left1, right1, ...
     swapped = pairs[:, ::-1].reshape(-1)
@@ -122,7 +138,7 @@ def part_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, pairs: n
 def viterbi(costs: np.ndarray, states: np.ndarray, config: HandednessConfig) -> np.ndarray:
     """Cheapest assignment per frame: costs (F, S) px, states (S, C) -> (F,) state indices.
 
-    Frames where the part is unseen (NaN) cost nothing, so the chain carries the state through.
+    Frames where the group is unseen (NaN) cost nothing, so the chain carries the state through.
     """
     unary = np.nan_to_num(costs, nan=0.0) + config.flip_cost_px * states.sum(1)
     switch = config.switch_cost_px * (states[:, None, :] != states[None, :, :]).sum(-1)  # (S, S)
@@ -141,29 +157,30 @@ def viterbi(costs: np.ndarray, states: np.ndarray, config: HandednessConfig) -> 
 
 def solve_take(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, skeleton: Skeleton,
                config: HandednessConfig | None = None) -> dict[str, np.ndarray]:
-    """Which views to relabel, per part and frame, over a whole take.
+    """Which views to relabel, per group and frame, over a whole take.
 
     keypoints: (C, F, J, 2) pixels of one person; confidence: (C, F, J) ->
-    {part: (F, C) bool, True where that view's labels of that part are swapped}.
+    {group: (F, C) bool, True where that view's labels of that group are swapped}.
     """
     config = config or HandednessConfig()
     states = assignments(len(rig))
     out = {}
-    for part, pairs in part_pairs(skeleton).items():
-        costs = part_costs(rig, keypoints, confidence, pairs, states, config)
-        out[part] = states[viterbi(costs, states, config)]
+    for name, pairs in groups(skeleton, config.grouping).items():
+        costs = group_costs(rig, keypoints, confidence, pairs, states, config)
+        out[name] = states[viterbi(costs, states, config)]
     return out
 
 
 def apply_flips(keypoints: np.ndarray, confidence: np.ndarray, flips: dict[str, np.ndarray],
                 skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel the flagged views: (C, F, J, 2), (C, F, J), {part: (F, C)} -> corrected copies."""
+    """Relabel the flagged views: (C, F, J, 2), (C, F, J), {group: (F, C)} -> corrected copies.
+
+    Groups are named as `groups` names them (pair names or part names)."""
     keypoints, confidence = keypoints.copy(), confidence.copy()
-    pairs = part_pairs(skeleton)
-    for part, flags in flips.items():
-        p = pairs[part]
+    known = {**part_pairs(skeleton), **groups(skeleton)}
+    for name, flags in flips.items():
         cams, frames = np.nonzero(flags.T)
-        for a, b in p:
+        for a, b in known[name]:
             ka, kb = keypoints[cams, frames, a].copy(), keypoints[cams, frames, b].copy()
             keypoints[cams, frames, a], keypoints[cams, frames, b] = kb, ka
             ca, cb = confidence[cams, frames, a].copy(), confidence[cams, frames, b].copy()
@@ -179,23 +196,23 @@ class OnlineHandedness:
         self.skeleton = skeleton
         self.config = config or HandednessConfig()
         self.states = assignments(len(rig))
-        self.pairs = part_pairs(skeleton)
+        self.groups = groups(skeleton, self.config.grouping)
         self.reset()
 
     def reset(self) -> None:
         self._previous: dict[str, int] = {}
 
     def __call__(self, keypoints: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
-        """One frame: (C, J, 2), (C, J) -> {part: (C,) bool views to relabel}."""
+        """One frame: (C, J, 2), (C, J) -> {group: (C,) bool views to relabel}."""
         cfg, out = self.config, {}
-        for part, pairs in self.pairs.items():
-            cost = part_costs(self.rig, keypoints[:, None], confidence[:, None], pairs,
-                              self.states, cfg)[0]
+        for name, pairs in self.groups.items():
+            cost = group_costs(self.rig, keypoints[:, None], confidence[:, None], pairs,
+                               self.states, cfg)[0]
             unary = np.nan_to_num(cost, nan=0.0) + cfg.flip_cost_px * self.states.sum(1)
-            prev = self._previous.get(part)
+            prev = self._previous.get(name)
             if prev is not None:
                 unary = unary + cfg.switch_cost_px * (self.states != self.states[prev]).sum(1)
             best = int(unary.argmin())
-            self._previous[part] = best
-            out[part] = self.states[best]
+            self._previous[name] = best
+            out[name] = self.states[best]
         return out

@@ -14,8 +14,9 @@ poses3d.npz keys (F frames, J joints, C cameras; person P's arrays prefixed ``pe
     filtering; person<P>_confidence (F, J); person<P>_views_used (F, J, C) bool;
     person<P>_keypoints2d (C, F, J, 2) px, the 2D used (left/right corrected);
     person<P>_confidence2d (C, F, J); person<P>_reprojected (C, F, J, 2) px;
-    person<P>_reprojection_error (C, F, J) px; person<P>_flipped (F, C, 3) bool, views whose
-    face / arms / legs labels were swapped; person<P>_seen (F,) bool.
+    person<P>_reprojection_error (C, F, J) px; person<P>_flipped (F, C, G) bool, views whose
+    left/right labels of group g were swapped, person<P>_flip_groups (G,) the group names
+    (joint pairs such as "knee"); person<P>_seen (F,) bool.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from app.process.take import TakeResult
 from engines.temporal import describe as describe_filter
 
 NPZ = "poses3d.npz"
-PARTS_ORDER = ("face", "arms", "legs")
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,8 +93,8 @@ def write_npz(result: TakeResult, path: Path) -> Path:
     }
     for p in result.people:
         key = f"person{p.person_id}_"
-        flipped = np.stack([p.flips.get(part, np.zeros(p.seen.shape + (len(take.cameras),), bool))
-                            for part in PARTS_ORDER], -1)
+        flipped = np.stack([p.flips[g] for g in sorted(p.flips)], -1) if p.flips else np.zeros(
+            p.seen.shape + (len(take.cameras), 0), bool)
         arrays.update({
             key + "joints": p.final.joints,
             key + "joints_raw": p.raw.joints,
@@ -105,6 +105,7 @@ def write_npz(result: TakeResult, path: Path) -> Path:
             key + "reprojected": p.final.reprojected,
             key + "reprojection_error": p.final.errors,
             key + "flipped": flipped,
+            key + "flip_groups": np.array(sorted(p.flips)),
             key + "seen": p.seen,
         })
     np.savez_compressed(path, **arrays)

@@ -1,13 +1,17 @@
 """Every person in every view, tracked per view: BlazePose landmarks for each of them.
 
     tracker = PeopleTracker(BlazePoseEstimator("onnxruntime"))
-    views = tracker(images)              # one synchronised frame -> [ViewPeople] per view
+    views = tracker(images)              # one synchronised frame (BGR) -> [ViewPeople] per view
 
 Per view the tracker follows each person through the ROI their landmarks give for the next
 frame (as MediaPipe follows one person) and runs the detector only every `detect_every`
-frames, or in the frame after a view lost someone, to pick up people who walked in. All
-tracked crops of all views then go through the landmark network as one batch, so the cost of
-a frame is one landmark crop per person seen plus an occasional detector pass.
+frames (views take turns, so no frame pays for all of them), or in the frame after a view lost
+someone, to pick up people who walked in. All tracked crops of all views then go through the
+landmark network as one batch, so the cost of a frame is one landmark crop per person seen
+plus an occasional detector pass.
+
+Images are BGR as cameras and decoders deliver them: only the small network inputs are turned
+into RGB, which saves converting every full frame.
 
 Two tracks that converge onto the same body are merged (the older one stays), and a
 detection is only a new person when no track already covers it. Per-view track IDs are not
@@ -20,13 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.blazepose.detection import Detection
+from engines.blazepose.detection import Detection, decode_detections
 from engines.blazepose.pipeline import (
     BODY_JOINTS,
     HIP_CENTRE,
     SCALE_POINT,
     BlazePoseEstimator,
     Pose2D,
+    decode_landmarks,
+    detector_input,
+    landmark_input,
 )
 from engines.blazepose.roi import Roi, roi_from_points
 
@@ -44,7 +51,7 @@ class TrackerConfig:
     fraction of the ROI size are one person.
     """
 
-    detect_every: int = 10
+    detect_every: int = 20
     max_people: int = 4
     min_pose_score: float = 0.5
     cover_radius: float = 0.3
@@ -137,17 +144,34 @@ class PeopleTracker:
         self._next_id += 1
         return self._next_id - 1
 
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """The estimator's detector on BGR images (channels swapped on the 224 x 224 input)."""
+        cfg = self.estimator.config
+        out = self.estimator.backend.detect(np.ascontiguousarray(detector_input(images)[:, ::-1]))
+        return [decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
+                                  cfg.min_detection_score, cfg.nms_threshold)
+                for i, im in enumerate(images)]
+
+    def _landmarks(self, images: list[np.ndarray], rois: list[Roi]) -> list[Pose2D]:
+        """The estimator's landmark pass on BGR images (channels swapped on the crops)."""
+        if not rois:
+            return []
+        crops = np.ascontiguousarray(landmark_input(images, rois)[:, ::-1])
+        return decode_landmarks(self.estimator.backend.landmarks(crops), rois, self.estimator.config.refine_kernel)
+
     def __call__(self, images: list[np.ndarray | None]) -> list[ViewPeople]:
-        """RGB uint8 images, one per view (None: the view has no frame now; its tracks wait)
+        """BGR uint8 images, one per view (None: the view has no frame now; its tracks wait)
         -> ViewPeople per view."""
         cfg = self.config
         while len(self._views) < len(images):
             self._views.append(_ViewState())
-        scheduled = self._frame % max(cfg.detect_every, 1) == 0
+        period = max(cfg.detect_every, 1)
         present = [v for v, im in enumerate(images) if im is not None]
-        detect = [v for v in present if scheduled or self._views[v].lost or not self._views[v].tracks]
+        detect = [v for v in present
+                  if (self._frame + v * period // len(images)) % period == 0
+                  or self._views[v].lost or not self._views[v].tracks]
         if detect:
-            found = self.estimator.detect([images[v] for v in detect])
+            found = self._detect([images[v] for v in detect])
             for v, people in zip(detect, found, strict=True):
                 state = self._views[v]
                 for det in people:
@@ -158,7 +182,7 @@ class PeopleTracker:
                         state.tracks.append(_Track(self._new_id(), roi))
                 state.lost = False
         owners = [(v, t) for v in present for t in self._views[v].tracks]
-        poses = self.estimator.estimate([images[v] for v, _ in owners], [t.roi for _, t in owners])
+        poses = self._landmarks([images[v] for v, _ in owners], [t.roi for _, t in owners])
         for (_, track), pose in zip(owners, poses, strict=True):
             track.pose = pose if pose.pose_score >= cfg.min_pose_score else None
         out = []

@@ -5,9 +5,8 @@ processing run this same object.
     pose = pipeline.process(frameset)      # PoseFrame of the main performer (PoseWorker protocol)
     pipeline.last                          # FrameResult: every person's 2D and association
 
-Stages (seconds in `timings`): "decode" is filled by whoever read the images; "prepare" (BGR
-to RGB), "pose2d" (per-view multi-person BlazePose), "associate" (cross-view association and
-3D tracking), then for the PoseFrame "handedness" (online left/right check), "triangulate"
+Stages (seconds in `timings`): "decode" is filled by whoever read the images; "pose2d"
+(per-view multi-person BlazePose), "associate" (cross-view association and 3D tracking), then for the PoseFrame "handedness" (online left/right check), "triangulate"
 and "filter" (One Euro, if configured). Offline processing (`app.process.take`) keeps
 `last` of every frame and replaces the last three stages with whole-take passes.
 """
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from app.capture.frames import FrameSet, PoseFrame, clock
@@ -102,16 +100,14 @@ class FramePipeline:
         if unknown:
             raise TriangulumError(f"camera(s) {unknown} are not in the calibration (it has {self.rig.names}); "
                                   "name the sources after the calibrated cameras.")
-        images = [cv2.cvtColor(by_camera[c].image, cv2.COLOR_BGR2RGB) if c in by_camera else None
-                  for c in self.rig.names]
-        t1 = clock()
+        images = [by_camera[c].image if c in by_camera else None for c in self.rig.names]
         views = self.people2d(images)
-        t2 = clock()
+        t1 = clock()
         association = self.people3d.update(views, frameset.t)
-        t3 = clock()
+        t2 = clock()
         self.frames += 1
         self.last = FrameResult(frameset.index, frameset.t, views, association,
-                                {"prepare": t1 - t0, "pose2d": t2 - t1, "associate": t3 - t2})
+                                {"pose2d": t1 - t0, "associate": t2 - t1})
         return self.last
 
     def choose_main(self, association: FrameAssociation) -> int | None:

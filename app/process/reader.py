@@ -6,6 +6,8 @@ afterwards goes through exactly the code that ran during capture.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 
 import cv2
@@ -72,3 +74,50 @@ def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[
     finally:
         for r in readers:
             r.close()
+
+
+def prefetch(sets: Iterator[FrameSet], depth: int = 4) -> Iterator[FrameSet]:
+    """Decode ahead on a background thread: the same sets, in order, while the caller works.
+
+    Decoding (OpenCV) and the networks release the GIL, so on two cores the next frames are
+    decoded while the current one is processed. An error while reading is raised here, in the
+    caller's thread; leaving the loop early stops the reader.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for fs in sets:
+                while not stop.is_set():
+                    try:
+                        q.put(fs, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the caller
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="take-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+        if hasattr(sets, "close"):
+            sets.close()

@@ -23,7 +23,7 @@ from training.metrics import bone_length_stats, bone_lengths, jitter, reprojecti
 
 ERROR_THRESHOLD_PX = 20.0
 JITTER_JOINTS = ("left_wrist", "right_wrist", "left_ankle", "right_ankle")
-PER_FRAME_STAGES = ("decode", "prepare", "pose2d", "associate", "handedness", "triangulate", "filter")
+PER_FRAME_STAGES = ("decode", "pose2d", "associate", "handedness", "triangulate", "filter")
 
 
 def _f(x) -> float | None:
@@ -73,7 +73,9 @@ def person_quality(person: PersonTake, skeleton: Skeleton, cameras: list[str], f
         },
         "limb_joints_triangulated_share": _f(triangulated.mean()),
         "left_right_corrected_frames": {
-            c: {part: int(flags[:, k].sum()) for part, flags in person.flips.items()}
+            c: {"any": int(np.any([flags[:, k] for flags in person.flips.values()], axis=0).sum())
+                if person.flips else 0,
+                **{g: int(flags[:, k].sum()) for g, flags in sorted(person.flips.items())}}
             for k, c in enumerate(cameras)
         },
     }

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from app.capture.frames import clock
 from app.process.association import Track3D
 from app.process.handedness import HandednessConfig, apply_flips, solve_take
 from app.process.inputs import Take
 from app.process.pipeline import FramePipeline, FrameResult, PipelineConfig, performer_score
-from app.process.reader import frame_sets
+from app.process.reader import frame_sets, prefetch
 from app.process.reconstruct import Reconstruction, describe, triangulate_joints
 from calibration.errors import TriangulumError
 from engines.skeleton import BLAZEPOSE33, Skeleton
@@ -68,7 +70,7 @@ class ProcessConfig:
     start: int = 0
     stop: int | None = None
     backend: str = "onnxruntime"
-    threads: int | None = None
+    threads: int | None = 1
     relink_gap_s: float = 1.0
     relink_distance_m: float = 0.5
     min_frames: int = 5
@@ -83,8 +85,8 @@ class PersonTake:
     """One person over the processed frames (F) and cameras (C).
 
     keypoints (C, F, J, 2), confidence (C, F, J): their 2D in every view after left/right
-    correction (NaN / 0 where a view did not see them); flips: part -> (F, C) bool views whose
-    labels were swapped; raw: triangulation before filtering; final: after gap filling and
+    correction (NaN / 0 where a view did not see them); flips: left/right group (e.g. "knee")
+    -> (F, C) bool, views whose labels of that group were swapped; raw: triangulation before filtering; final: after gap filling and
     filtering, with errors against `keypoints`; seen: (F,) frames the person was associated in.
     """
 
@@ -248,6 +250,18 @@ def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, co
     return PersonTake(person_id, kp, cf, flips, raw, final, seen, 0.0)
 
 
+@contextmanager
+def _torch_threads(n: int | None):
+    """Torch threads for the run: the geometry is many tiny tensor operations, for which
+    thread hand-offs cost more than they save (10x on a busy two-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n or old)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
     from engines.blazepose.pipeline import BlazePoseEstimator
 
@@ -268,32 +282,34 @@ def process_take(take: Take, config: ProcessConfig | None = None,
     if stop <= start:
         raise TriangulumError(f"no frames to process: the take has {take.frames} frame sets and the range is "
                               f"{start}..{stop}.")
-    t_init = clock()
-    pipeline = pipeline or make_pipeline(take, config)
-    timings: dict[str, float] = {"load_models": clock() - t_init, "decode": 0.0}
-    frames: list[FrameResult] = []
-    t_read = clock()
-    for fs in frame_sets(take, start, stop):
-        t_got = clock()
-        timings["decode"] += t_got - t_read
-        result = pipeline.observe(fs)
-        for stage, dt in result.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + dt
-        frames.append(result)
-        if progress is not None:
-            progress(len(frames), stop - start)
-        t_read = clock()
-    tracks = pipeline.people3d.all_tracks()
-    ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
-    _renumber(frames, ids)
-    people_tracks = merged_tracks(tracks, ids)
-    chosen = choose_people(people_tracks, len(frames), config)
-    skeleton = pipeline.skeleton
-    people = []
-    for pid in chosen:
-        person = reconstruct_person(take, frames, pid, config, skeleton, config.pipeline.handedness, timings)
-        person.score = performer_score(people_tracks[pid], len(frames))
-        people.append(person)
+    with _torch_threads(config.threads if config.backend == "torch" else 1):
+        t_init = clock()
+        pipeline = pipeline or make_pipeline(take, config)
+        timings: dict[str, float] = {"load_models": clock() - t_init, "decode": 0.0}
+        frames: list[FrameResult] = []
+        t_start = t_read = clock()
+        for fs in prefetch(frame_sets(take, start, stop)):
+            # With decoding ahead on another thread this is the time spent waiting for frames.
+            timings["decode"] += clock() - t_read
+            result = pipeline.observe(fs)
+            for stage, dt in result.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + dt
+            frames.append(result)
+            if progress is not None:
+                progress(len(frames), stop - start)
+            t_read = clock()
+        timings["frames_wall"] = clock() - t_start
+        tracks = pipeline.people3d.all_tracks()
+        ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
+        _renumber(frames, ids)
+        people_tracks = merged_tracks(tracks, ids)
+        chosen = choose_people(people_tracks, len(frames), config)
+        skeleton = pipeline.skeleton
+        people = []
+        for pid in chosen:
+            person = reconstruct_person(take, frames, pid, config, skeleton, config.pipeline.handedness, timings)
+            person.score = performer_score(people_tracks[pid], len(frames))
+            people.append(person)
     if not people:
         log.warning("no person was seen by two or more cameras at once; nothing to reconstruct.")
     return TakeResult(take, config, frames, people, chosen[0] if chosen else None, people_tracks,
