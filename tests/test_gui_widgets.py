@@ -17,9 +17,10 @@ from app.capture.frames import Frame, FrameSet, clock
 from app.gui.dialogs import webcam_spec
 from app.gui.history import History, event_rate
 from app.gui.overlays import (
-    ERROR_BAD_PX,
-    ERROR_GOOD_PX,
+    ERROR_LEVELS_PX,
+    UNKNOWN_LEVEL,
     error_colours,
+    error_levels,
     overlay_for,
     segments,
     skeleton_for,
@@ -77,15 +78,17 @@ def real_pose():
 
 
 # --- pure parts ------------------------------------------------------------------------------
-def test_error_colours_go_green_yellow_red_and_grey_for_missing():
-    c = error_colours(np.array([0.0, ERROR_GOOD_PX, (ERROR_GOOD_PX + ERROR_BAD_PX) / 2, ERROR_BAD_PX, 99.0, np.nan]))
-    assert c.shape == (6, 4) and c.dtype == np.uint8
-    green, _, yellow, red, far, missing = c[:, :3].astype(int)
-    assert green[1] > 200 and green[0] < 100  # green
-    assert yellow[0] > 240 and yellow[1] > 200 and yellow[2] < 50
-    assert red[0] > 240 and red[1] < 60
-    assert (far == red).all()
-    assert missing[0] == missing[1] == missing[2]
+def test_error_levels_go_green_yellow_red_and_grey_for_missing():
+    error = np.array([0.0, 4.9, 5.0, 7.0, 12.0, 19.9, 20.1, 99.0, np.nan])
+    levels = error_levels(error)
+    np.testing.assert_array_equal(levels, [0, 0, 0, 1, 2, 3, 4, 4, UNKNOWN_LEVEL])
+    assert ERROR_LEVELS_PX[0] == 5.0 and ERROR_LEVELS_PX[-1] == 20.0
+    c = error_colours(error).astype(int)
+    assert c.shape == (9, 3)
+    assert c[0][1] > 200 and c[0][0] < 100  # green
+    assert c[4][0] > 240 and c[4][1] > 200 and c[4][2] < 50  # yellow
+    assert c[6][0] > 240 and c[6][1] < 60  # red
+    assert c[8][0] == c[8][1] == c[8][2]  # grey
 
 
 def test_segments_keep_only_pairs_with_both_ends():
@@ -213,19 +216,30 @@ def test_tile_shows_the_frame_and_its_overlay(qtbot, real_pose):
     bgr = pose.frameset["cam03"].image
     tile.set_image(bgr)
     tile.set_image(bgr)  # second buffer
-    np.testing.assert_array_equal(tile.displayed_image(), bgr[..., ::-1])
-    assert tile.image_shape == bgr.shape[:2] and tile.frames_shown == 2
+    shown = tile.displayed_image()
+    h, w = bgr.shape[:2]
+    assert shown.shape[0] < h and abs(shown.shape[1] / shown.shape[0] - w / h) < 0.01  # shrunk to the tile
+    expected = cv2.cvtColor(cv2.resize(bgr, shown.shape[1::-1], interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(shown, expected)
+    assert tile.image_shape == (h, w) and tile.frames_shown == 2
+    rect = tile.image_item.mapRectToView(tile.image_item.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((w, h))  # overlays stay in frame pixels
     overlay = overlay_for(pose, "cam03")
     tile.set_overlay(overlay)
     tile.set_fps(59.94)
-    shown = np.isfinite(overlay.reprojected).all(axis=1).sum()
-    assert len(tile.reprojection_item.data) == shown
+    drawn = np.isfinite(overlay.reprojected).all(axis=1).sum()
+    assert sum(len(item.data) for item in tile.reprojection_items) == drawn
+    levels = error_levels(overlay.error)
+    for level, item in enumerate(tile.reprojection_items):
+        assert len(item.data) == (np.isfinite(overlay.reprojected).all(axis=1) & (levels == level)).sum()
     assert len(tile.keypoints_item.data) == np.isfinite(overlay.keypoints).all(axis=1).sum()
     assert "cam03" in tile.header.text() and "59.9 fps" in tile.header.text() and "px" in tile.header.text()
     image = tile.grab().toImage()
     assert image.width() > 0
     tile.set_overlay(None)
-    assert len(tile.reprojection_item.data) == 0
+    assert all(len(item.data) == 0 for item in tile.reprojection_items)
+    tile.resize(600, 1000)  # a larger tile redraws the frame at the new size
+    assert tile.displayed_image().shape[0] > shown.shape[0]
 
 
 def test_tile_grid_enlarges_one_camera(qtbot):

@@ -63,6 +63,9 @@ class CaptureController(QtCore.QObject):
         self.choice = PipelineChoice()
         self.recorder_config = RecorderConfig()
         self.every_frame = True
+        self.loop = False
+        # (rig or None, choice) -> pipeline; called on the job thread when a capture starts
+        self.pipeline_factory: Callable[[Rig | None, PipelineChoice], Any] = build_pipeline
         self.runner: LiveRunner | PlayerRunner | None = None
         self.take = Take(frame_indexed=False)
         self.history = History()
@@ -176,9 +179,9 @@ class CaptureController(QtCore.QObject):
                         f"camera(s) {missing} are not in the calibration (it has {use_rig.names}); "
                         "name the sources after the calibrated cameras (?name=...) or load the matching calibration."
                     )
-            pipeline = build_pipeline(use_rig, choice)
+            pipeline = self.pipeline_factory(use_rig, choice)
             if media is not None:
-                runner = PlayerRunner(media, pipeline, self.recorder_config, use_rig, self.every_frame)
+                runner = PlayerRunner(media, pipeline, self.recorder_config, use_rig, self.every_frame, self.loop)
             else:
                 runner = LiveRunner(sources, pipeline, use_rig, self.recorder_config)
             runner.start()
@@ -189,7 +192,10 @@ class CaptureController(QtCore.QObject):
         self._submit(work, self._started)
 
     def _started(self, result) -> None:
-        runner, rig, media = result
+        self.attach(*result)
+
+    def attach(self, runner, rig: Rig | None = None, media=None) -> None:
+        """Make a started runner the current one (any object with LiveRunner's interface)."""
         self.runner = runner
         if rig is not None and self.rig is None:
             self.set_calibration(rig, media.calibration if media is not None else None)
@@ -247,6 +253,11 @@ class CaptureController(QtCore.QObject):
         if (p := self._player()) is not None:
             p.set_speed(speed)
 
+    def set_loop(self, loop: bool) -> None:
+        self.loop = loop
+        if (p := self._player()) is not None:
+            p.loop = loop
+
     def set_every_frame(self, every_frame: bool) -> None:
         self.every_frame = every_frame
         if (p := self._player()) is not None:
@@ -288,8 +299,9 @@ class CaptureController(QtCore.QObject):
         return self._submit(lambda: export_take(take, request, meta), self.exported.emit)
 
     # --- polling (UI thread, never blocks) ---------------------------------------------
-    def poll(self) -> tuple[dict[str, Frame], PoseFrame | None]:
-        """Newest frames to display and the newest pose (None if no new one)."""
+    def poll(self) -> tuple[dict[str, tuple[Frame, float]], PoseFrame | None]:
+        """Newest frames to display, each with when it reached the GUI (`clock` s), and the
+        newest pose (None if no new one)."""
         runner = self.runner
         if runner is None:
             return {}, None
@@ -305,7 +317,7 @@ class CaptureController(QtCore.QObject):
             self.last_pose = pose
         frames = runner.latest_frames()
         if not frames and pose is not None and pose.frameset is not None:
-            frames = {f.camera: f for f in pose.frameset.frames}
+            frames = {f.camera: (f, pose.t_published) for f in pose.frameset.frames}
         return frames, pose
 
     def sample_metrics(self) -> Snapshot | None:

@@ -23,6 +23,8 @@ from app.capture.spec import SourceSpec, parse_spec
 from calibration.errors import TriangulumError
 
 MEDIA_KINDS = ("video", "session")
+SEEK_STRIDE = 8  # TrackReader reads up to this many frames ahead without seeking
+MAX_FORWARD = 240  # further than this a seek is cheaper than decoding every frame on the way
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Media:
         self.times = cameras[0].track.times.astype(np.float64)
         self.picks = np.stack([_nearest(c.track.times, self.times) for c in cameras], axis=1)
         self._readers = [TrackReader(c.track) for c in cameras]
+        self._last = [-1] * len(cameras)  # frame each reader returned last
 
     @property
     def names(self) -> list[str]:
@@ -86,9 +89,21 @@ class Media:
         if not 0 <= k < len(self):
             raise TriangulumError(f"frame {k} is outside the media (0 to {len(self) - 1}).")
         try:
-            return [r.read(int(i)) for r, i in zip(self._readers, self.picks[k], strict=True)]
+            return [self._read(c, int(i)) for c, i in enumerate(self.picks[k])]
         except SourceFailure as exc:
             raise TriangulumError(f"{exc}; the file may be damaged or still being written.") from exc
+
+    def _read(self, camera: int, i: int) -> np.ndarray:
+        reader, last = self._readers[camera], self._last[camera]
+        if reader.track.offsets is None and last < i - SEEK_STRIDE and i - last <= MAX_FORWARD:
+            # Skipping ahead in a compressed video: a seek decodes from the previous keyframe,
+            # which costs far more than decoding the frames in between, so walk there in steps
+            # the reader takes without seeking.
+            for j in range(last + SEEK_STRIDE, i, SEEK_STRIDE):
+                reader.read(j)
+        image = reader.read(i)
+        self._last[camera] = i
+        return image
 
     def close(self) -> None:
         for r in self._readers:

@@ -10,23 +10,25 @@ import numpy as np
 from app.capture.frames import PoseFrame
 from engines.skeleton import SKELETONS, Skeleton
 
-# Reprojection error (px) shown green up to GOOD, red from BAD, yellow halfway.
-ERROR_GOOD_PX = 5.0
-ERROR_BAD_PX = 20.0
-_GREEN = np.array([40, 220, 60], np.float64)
-_YELLOW = np.array([255, 220, 0], np.float64)
-_RED = np.array([255, 40, 40], np.float64)
-_GREY = np.array([150, 150, 150], np.float64)
+# Reprojection error classes: upper bounds in px. A marker is green up to the first bound and
+# turns through yellow to red above the last; the final colour is for an unknown error.
+ERROR_LEVELS_PX = (5.0, 10.0, 15.0, 20.0)
+LEVEL_COLOURS = np.array(
+    [[40, 220, 60], [170, 230, 30], [255, 220, 0], [255, 140, 0], [255, 40, 40], [150, 150, 150]], np.uint8
+)
+UNKNOWN_LEVEL = len(LEVEL_COLOURS) - 1
 
 
-def error_colours(error: np.ndarray, good: float = ERROR_GOOD_PX, bad: float = ERROR_BAD_PX) -> np.ndarray:
-    """Reprojection error (N,) px -> (N, 4) uint8 RGBA: green <= good, yellow, red >= bad; grey if NaN."""
+def error_levels(error: np.ndarray) -> np.ndarray:
+    """Reprojection error (N,) px -> (N,) class index into LEVEL_COLOURS (UNKNOWN_LEVEL for NaN)."""
     error = np.asarray(error, np.float64).reshape(-1)
-    s = np.clip((error - good) / (bad - good), 0.0, 1.0)[:, None]
-    first = _GREEN + (_YELLOW - _GREEN) * np.clip(2 * s, 0, 1)
-    rgb = np.where(s <= 0.5, first, _YELLOW + (_RED - _YELLOW) * np.clip(2 * s - 1, 0, 1))
-    rgb = np.where(np.isnan(error)[:, None], _GREY, rgb)
-    return np.concatenate([rgb, np.full((len(error), 1), 255.0)], axis=1).astype(np.uint8)
+    levels = np.searchsorted(np.array(ERROR_LEVELS_PX), np.nan_to_num(error, nan=0.0), side="left")
+    return np.where(np.isnan(error), UNKNOWN_LEVEL, levels)
+
+
+def error_colours(error: np.ndarray) -> np.ndarray:
+    """Reprojection error (N,) px -> (N, 3) uint8 RGB of its class."""
+    return LEVEL_COLOURS[error_levels(error)]
 
 
 def segments(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:

@@ -150,6 +150,8 @@ class PlaybackBar(QtWidgets.QWidget):
         self.every_frame.setChecked(True)
         self.every_frame.setToolTip("Compute a pose for every frame (slower than real time on a slow machine) "
                                     "instead of skipping frames to keep time")
+        self.loop = QtWidgets.QCheckBox("Loop")
+        self.loop.setToolTip("Start again from the beginning at the end")
         for w in (self.step_back, self.play_button, self.step_forward):
             w.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
             layout.addWidget(w)
@@ -157,6 +159,7 @@ class PlaybackBar(QtWidgets.QWidget):
         layout.addWidget(self.time_label)
         layout.addWidget(self.speed)
         layout.addWidget(self.every_frame)
+        layout.addWidget(self.loop)
         self.slider.sliderMoved.connect(self.seek_requested.emit)
         self.slider.sliderPressed.connect(lambda: self.seek_requested.emit(self.slider.value()))
         self._fps = 0.0
@@ -167,7 +170,7 @@ class PlaybackBar(QtWidgets.QWidget):
         self._fps = fps
         self.slider.setEnabled(frames > 0)
         self.slider.setRange(0, max(frames - 1, 0))
-        for w in (self.step_back, self.play_button, self.step_forward, self.speed, self.every_frame):
+        for w in (self.step_back, self.play_button, self.step_forward, self.speed, self.every_frame, self.loop):
             w.setEnabled(frames > 0)
         if frames <= 0:
             self.time_label.setText("live")

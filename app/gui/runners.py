@@ -65,11 +65,11 @@ class LiveRunner:
         self.capture: LiveCapture | None = None
         self.poses: Mailbox | None = None
         self.take: Mailbox | None = None
-        self._latest: dict[str, Frame] = {}
+        self._latest: dict[str, tuple[Frame, float]] = {}
         self.cameras = [s.name for s in open_sources(specs)]  # rejects bad specs before anything starts
 
     def _show(self, frame: Frame) -> None:
-        self._latest[frame.camera] = frame  # one reference per camera: never waits
+        self._latest[frame.camera] = (frame, clock())  # one entry per camera: never waits
 
     def _run(self, record: Path | None) -> None:
         capture = LiveCapture(dataclasses.replace(self.config, record=record), self.pipeline)
@@ -95,7 +95,8 @@ class LiveRunner:
             self.capture.stop()
         self._latest = {}
 
-    def latest_frames(self) -> dict[str, Frame]:
+    def latest_frames(self) -> dict[str, tuple[Frame, float]]:
+        """Each camera's newest frame and when it reached the display sink (`clock` s)."""
         return dict(self._latest)
 
     def start_recording(self, directory: Path) -> None:
@@ -138,9 +139,9 @@ class PlayerRunner:
     seekable = True
 
     def __init__(self, media: Media, pipeline: PosePipeline, recorder: RecorderConfig | None = None,
-                 rig: Rig | None = None, every_frame: bool = True) -> None:
+                 rig: Rig | None = None, every_frame: bool = True, loop: bool = False) -> None:
         self.media = media
-        self.player = Player(media, pipeline, every_frame=every_frame)
+        self.player = Player(media, pipeline, every_frame=every_frame, loop=loop)
         self.recorder_config = recorder or RecorderConfig()
         self.rig = rig
         self.cameras = media.names
@@ -153,7 +154,7 @@ class PlayerRunner:
     def stop(self) -> None:
         self.player.stop()
 
-    def latest_frames(self) -> dict[str, Frame]:
+    def latest_frames(self) -> dict[str, tuple[Frame, float]]:
         return {}  # the display shows the frames each pose came from
 
     def start_recording(self, directory: Path) -> None:

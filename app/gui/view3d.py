@@ -28,6 +28,25 @@ def _label_font():
     return font
 
 
+def _gl_view_window():
+    """pyqtgraph's 3D view as a native OpenGL window (QOpenGLWindow), to embed with
+    createWindowContainer. A QOpenGLWidget would make Qt composite the whole main window through
+    OpenGL on every repaint of any widget, which with a software renderer (Mesa llvmpipe, Xvfb)
+    costs more than drawing the video tiles; a window of its own is drawn on its own."""
+    from PyQt6 import QtOpenGL
+    from pyqtgraph.opengl.GLViewWidget import GLViewMixin
+
+    class GLViewWindow(GLViewMixin, QtOpenGL.QOpenGLWindow):
+        # The QWidget methods pyqtgraph's view and items call, in QWindow terms.
+        def devicePixelRatioF(self) -> float:
+            return self.devicePixelRatio()
+
+        def rect(self) -> QtCore.QRect:
+            return QtCore.QRect(0, 0, self.width(), self.height())
+
+    return GLViewWindow()
+
+
 def _rgba(colours: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """(N, 3) uint8 RGB -> (N, 4) float RGBA in [0, 1] as pyqtgraph.opengl takes colours."""
     c = np.asarray(colours, np.float64).reshape(-1, 3) / 255.0
@@ -71,10 +90,13 @@ class SkeletonView(QtWidgets.QWidget):
 
         if self.gl_enabled:
             self._build_scene()
-            layout.addWidget(self.gl, 1)
+            self.scene_widget = QtWidgets.QWidget.createWindowContainer(self.gl, self)
+            self.scene_widget.setMinimumSize(200, 200)
+            layout.addWidget(self.scene_widget, 1)
             self.placeholder = None
         else:
             self.gl = None
+            self.scene_widget = None
             self.placeholder = QtWidgets.QLabel(
                 "The 3D view needs OpenGL, which this display does not provide; the skeleton is still "
                 "computed, shown over the videos, recorded and exported."
@@ -86,7 +108,7 @@ class SkeletonView(QtWidgets.QWidget):
     def _build_scene(self) -> None:
         import pyqtgraph.opengl as gl
 
-        self.gl = gl.GLViewWidget()
+        self.gl = _gl_view_window()
         self.gl.setBackgroundColor((25, 25, 30))
         self.grid = gl.GLGridItem(color=(255, 255, 255, 60))
         self.gl.addItem(self.grid)

@@ -211,6 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         b.seek_requested.connect(c.seek)
         b.speed.currentIndexChanged.connect(lambda _: c.set_speed(b.speed_value))
         b.every_frame.toggled.connect(c.set_every_frame)
+        b.loop.toggled.connect(c.set_loop)
         self.view3d.trail_box.toggled.connect(self.act_trail.setChecked)
 
     # --- settings -------------------------------------------------------------------------
@@ -240,7 +241,9 @@ class MainWindow(QtWidgets.QMainWindow):
         root = s.value("paths/record_root", "")
         self.record_root = Path(root) if root else None
         self._pipeline_choice_changed()
+        self.playback.loop.setChecked(s.value("playback/loop", False, type=bool))
         self.controller.set_every_frame(self.playback.every_frame.isChecked())
+        self.controller.set_loop(self.playback.loop.isChecked())
 
     def save_settings(self) -> None:
         s = self.settings
@@ -250,6 +253,7 @@ class MainWindow(QtWidgets.QMainWindow):
         s.setValue("pipeline/smoothing", self.controller.choice.smoothing)
         s.setValue("playback/every_frame", self.playback.every_frame.isChecked())
         s.setValue("playback/speed", self.playback.speed_value)
+        s.setValue("playback/loop", self.playback.loop.isChecked())
         s.setValue("view/trail", self.view3d.trail_enabled)
         s.setValue("view/preset", self.view3d.preset)
         s.setValue("paths/record_root", str(self.record_root) if self.record_root else "")
@@ -478,11 +482,11 @@ class MainWindow(QtWidgets.QMainWindow):
         t0 = clock()
         frames, pose = self.controller.poll()
         drawn = 0
-        for name, frame in frames.items():
+        for name, (frame, t_available) in frames.items():
             tile = self.grid.tiles.get(name)
             if tile is None or self._shown.get(name) is frame:
                 continue
-            tile.set_image(frame.image)
+            tile.set_image(frame.image, t_available)
             self._shown[name] = frame
             drawn += 1
         if drawn and not self.grid.tiles_sized:
@@ -550,12 +554,12 @@ class MainWindow(QtWidgets.QMainWindow):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         image = self.grab().toImage()
-        if self.view3d.gl is not None and self.dock3d.isVisible():
-            # QWidget.grab does not capture GL surfaces reliably: paint the scene in.
+        if self.view3d.scene_widget is not None and self.dock3d.isVisible():
+            # The 3D scene is a native window of its own, which QWidget.grab does not see.
             scene = self.view3d.grab_scene()
+            container = self.view3d.scene_widget
             painter = QtGui.QPainter(image)
-            top_left = self.view3d.gl.mapTo(self, QtCore.QPoint(0, 0))
-            painter.drawImage(QtCore.QRect(top_left, self.view3d.gl.size()), scene)
+            painter.drawImage(QtCore.QRect(container.mapTo(self, QtCore.QPoint(0, 0)), container.size()), scene)
             painter.end()
         if not image.save(str(path)):
             raise TriangulumError(f"cannot write the screenshot {path}; check the folder exists and is writable.")
@@ -589,11 +593,11 @@ class MainWindow(QtWidgets.QMainWindow):
                 for (x, y), colour in zip(overlay.reprojected[shown], error_colours(overlay.error[shown]), strict=True):
                     entry["markers"].append(to_window(tile, x, y) + [int(v) for v in colour[:3]])
             tiles[name] = entry
-        gl_shown = self.view3d.gl is not None and self.dock3d.isVisible()
+        gl_shown = self.view3d.scene_widget is not None and self.dock3d.isVisible()
         return {
             "size": [self.width(), self.height()],
             "opengl": self.view3d.gl is not None,
-            "view3d": rect(self.view3d.gl) if gl_shown else None,
+            "view3d": rect(self.view3d.scene_widget) if gl_shown else None,
             "poses_displayed": self.poses_displayed,
             "joints_in_3d": 0 if self.view3d.joints is None else int(np.isfinite(self.view3d.joints).all(axis=1).sum()),
             "tiles": tiles,
