@@ -205,7 +205,7 @@ def test_a_full_disk_stops_recording_cleanly(tmp_path):
     for grabbed in pattern_frames(5):
         recorder.submit(Frame("a", grabbed.index, grabbed.t_capture, 0.0, grabbed.image))
     deadline = clock() + 10
-    while recorder.stats().state == "recording" and clock() < deadline:
+    while recorder.stats().state in ("recording", "stopping") and clock() < deadline:
         time.sleep(0.02)
     stats = recorder.stats()
     assert stats.state == "stopped" and "full" in stats.error and "free space" in stats.error

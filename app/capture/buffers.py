@@ -14,9 +14,30 @@ allocating.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections import deque
 
 import numpy as np
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def keep_large_allocations_out_of_the_heap(threshold: int = 1 << 20) -> bool:
+    """Have glibc serve allocations above `threshold` bytes with mmap (process-wide).
+
+    Capture threads allocate many frame-sized temporaries (colour conversions, crops,
+    decoder output). glibc raises its mmap threshold to the largest block freed so far,
+    after which such blocks come from per-thread heap arenas that fragment, and resident
+    memory creeps up for minutes. A fixed threshold returns each block to the system when
+    freed, so a long capture runs at a flat footprint. False where this is not glibc.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError, TypeError):
+        return False
 
 
 class _Lease:
@@ -42,9 +63,10 @@ class _Lease:
 class FramePool:
     """`capacity` buffers of one shape, e.g. (H, W, 3) uint8, allocated once.
 
-    Pages of the block are touched only when a slot is first written, and free slots
-    are reused last-in first-out, so a pool larger than needed costs address space, not
-    resident memory.
+    Every page of the block is written at construction, so the pool's memory is resident
+    from the start and capture runs at a constant footprint (lazily touched pages would
+    make resident memory creep up for minutes as rarer bursts reach deeper slots). Free
+    slots are reused last-in first-out, which keeps the hot ones in cache.
     """
 
     def __init__(self, shape: tuple[int, ...], capacity: int, dtype: np.dtype | type = np.uint8) -> None:
@@ -53,6 +75,7 @@ class FramePool:
         self.shape = tuple(int(s) for s in shape)
         self.capacity = int(capacity)
         self._store = np.empty((self.capacity, *self.shape), dtype=dtype)
+        self._store.fill(0)
         # deque append/pop are atomic in CPython, so a finaliser running on any thread
         # can return a slot without a lock (a lock could deadlock inside acquire()).
         self._free: deque[int] = deque(range(self.capacity - 1, -1, -1))

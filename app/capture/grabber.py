@@ -121,11 +121,17 @@ class Grabber:
         self._set_state("running", "")
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end after the frame in hand (returns at once)."""
         self._stop.set()
         self.source.interrupt()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("camera %s: its grabber did not stop within %.0f s", self.name, timeout)
         if self._state in ("running", "failed"):
             self._set_state("stopped", "")
 
@@ -183,7 +189,8 @@ class Grabber:
             try:
                 grabbed = self.source.read(target)
             except SourceEnded:
-                self._set_state("ended", "")
+                if not self._stop.is_set():  # else it was only interrupted: "stopped" follows
+                    self._set_state("ended", "")
                 return
             except (SourceFailure, cv2.error, OSError) as exc:
                 if not self._recover(str(exc)):

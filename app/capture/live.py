@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.capture.buffers import keep_large_allocations_out_of_the_heap
 from app.capture.frames import clock
 from app.capture.grabber import Grabber, GrabberStats, RetryPolicy
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig, RecorderStats
@@ -64,6 +65,7 @@ class LiveCapture:
     """Owns every thread of one capture; `stop()` ends them all and closes the recording."""
 
     def __init__(self, config: CaptureConfig, pipeline: PosePipeline | None = None) -> None:
+        keep_large_allocations_out_of_the_heap()
         self.config = config
         self.pipeline = pipeline or PreviewPipeline()
         self.sources = open_sources(config.sources)
@@ -98,7 +100,7 @@ class LiveCapture:
                 self.streamer = PoseStreamer(self.worker.subscribe(capacity=8, images=False), target)
             if cfg.record:
                 entries = [
-                    CameraEntry(s.name, s.description, i.width, i.height, i.fps or 30.0)
+                    CameraEntry(s.name, s.spec or s.description, i.width, i.height, i.fps or 30.0)
                     for s, i in zip(self.sources, infos, strict=True)
                 ]
                 self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration)
@@ -153,15 +155,17 @@ class LiveCapture:
     @property
     def finished(self) -> bool:
         """No more sets will come (too few sources left) and the worker has published the last pose."""
-        return self.worker is not None and self.worker._thread is not None and not self.worker.alive
+        return self.worker is not None and self.worker.finished
 
     def stop(self) -> None:
         for g in self.grabbers:
-            g.stop()
+            g.request_stop()
         if self.sync is not None:
-            self.sync.close()
+            self.sync.close()  # releases grabbers waiting in a lock-step push
+        for g in self.grabbers:
+            g.stop()
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop(timeout=None)  # the set in hand is finished, however slow
         if self.streamer is not None:
             self.streamer.stop()
         if self.recorder is not None:

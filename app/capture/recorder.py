@@ -60,12 +60,12 @@ def app_version() -> str:
 @dataclass(frozen=True)
 class RecorderConfig:
     """codec: a key of CODECS; quality: JPEG quality 1-100 for "mjpeg"; queue_frames:
-    frames waiting to be written, all cameras together (each holds one pooled buffer);
+    frames of one camera that may wait to be written (each holds one pooled buffer);
     min_free_bytes: stop when the disk has less free space than this."""
 
     codec: str = "mjpeg"
     quality: int = 90
-    queue_frames: int = 64
+    queue_frames: int = 16
     min_free_bytes: int = 256 * 1024 * 1024
 
 
@@ -113,6 +113,7 @@ class _Track:
         self.path = path
         self.written = 0
         self.dropped = 0
+        self.queued = 0
         self.complete = False
         self._warned_size = False
 
@@ -170,7 +171,7 @@ class Recorder:
             raise TriangulumError(f"JPEG quality {self.config.quality} is out of range; use 1 to 100.")
         self.calibration = calibration
         self.clock_origin = clock() if clock_origin is None else clock_origin
-        self._queue: queue.Queue[Frame | None] = queue.Queue(self.config.queue_frames)
+        self._queue: queue.Queue[Frame | None] = queue.Queue(self.config.queue_frames * len(self.cameras) + 1)
         self._tracks: dict[str, _Track] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -239,11 +240,12 @@ class Recorder:
         track = self._tracks.get(frame.camera)
         if track is None:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
-            with self._lock:
+        with self._lock:
+            if track.queued >= self.config.queue_frames:
                 track.dropped += 1
+                return
+            track.queued += 1
+        self._queue.put_nowait(frame)  # never full: each camera's share is bounded above
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, close the files and finish the manifest."""
@@ -270,7 +272,10 @@ class Recorder:
                     break
                 self._check_space()
                 t = frame.t_capture - self.clock_origin
-                self._tracks[frame.camera].write(frame, t, quality)
+                track = self._tracks[frame.camera]
+                with self._lock:
+                    track.queued -= 1
+                track.write(frame, t, quality)
                 self._last_t = max(self._last_t, t)
                 del frame
         except OSError as exc:

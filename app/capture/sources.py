@@ -72,6 +72,7 @@ class CameraSource:
     def __init__(self, name: str, description: str, paced: bool) -> None:
         self.name = name
         self.description = description
+        self.spec = ""  # the spec string it was made from, where there was one
         self.paced = paced
         self.epoch: float | None = None
         self._interrupted = threading.Event()
@@ -161,6 +162,8 @@ class FileSequenceSource(CameraSource):
             # camera would have overwritten, as a real camera drops them.
             skipped = max(0, self.schedule.latest_due(self.epoch, clock()) - k)
             for _ in range(skipped):
+                if self._interrupted.is_set():
+                    raise SourceEnded(f"{self.description}: stopped")
                 self._step()
             k += skipped
         self._step()
@@ -190,7 +193,7 @@ class VideoSource(FileSequenceSource):
         self._cap: cv2.VideoCapture | None = None
 
     def _open(self) -> SourceInfo:
-        cap = cv2.VideoCapture(str(self.path))
+        cap = self._capture()
         if not cap.isOpened():
             raise SourceFailure(f"{self.description}: cannot be opened as a video")
         self._cap = cap
@@ -206,9 +209,14 @@ class VideoSource(FileSequenceSource):
             detail=f"{fourcc} file at {file_fps:g} fps, {'paced' if self.paced else 'lock-step'}",
         )
 
+    def _capture(self) -> cv2.VideoCapture:
+        # One decoding thread per file: the cameras already decode in parallel, one grabber
+        # thread each, and FFmpeg's frame threads would add a frame of latency per thread.
+        return cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+
     def _rewind(self) -> None:
         self._cap.release()
-        self._cap = cv2.VideoCapture(str(self.path))
+        self._cap = self._capture()
 
     def _advance(self) -> bool:
         return bool(self._cap.grab())

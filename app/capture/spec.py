@@ -156,7 +156,11 @@ def sources_from_spec(spec: SourceSpec) -> list[CameraSource]:
 
 def open_sources(texts: list[str]) -> list[CameraSource]:
     """Sources for several spec strings; camera names must come out unique."""
-    sources = [s for text in texts for s in sources_from_spec(parse_spec(text))]
+    sources = []
+    for text in texts:
+        for source in sources_from_spec(parse_spec(text)):
+            source.spec = text
+            sources.append(source)
     names = [s.name for s in sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

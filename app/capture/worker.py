@@ -152,7 +152,7 @@ class PoseWorker:
         self._thread = threading.Thread(target=self._run, name="pose-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = 10.0) -> None:
         self._stop.set()
         self.join(timeout)
 
@@ -163,6 +163,11 @@ class PoseWorker:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        """Started, and ended: the sync buffer will hand out no more sets, or it was stopped."""
+        return self._thread is not None and not self._thread.is_alive()
 
     def _run(self) -> None:
         try:

@@ -1,0 +1,184 @@
+"""Live capture with pose estimation: pose rate, latency, stage times, sync skew, drops.
+
+    python benchmarks/capture_latency.py [--json PATH] [--seconds 30] [--fps 30]
+                                         [--backend torch|onnxruntime|tensorrt]
+                                         [--codec mjpeg] [--only norecord|record]
+
+Four `video:` sources from ../shared/data/pose2sim-demo-single (1080/1088x1920, looping)
+paced at --fps like live cameras, live sync, the pose worker running BlazePose in every
+view plus DLT triangulation with the Qualisys calibration; once without and once with
+recording (into a temporary folder). The first 3 s are warm-up and not counted.
+
+Reported per run: achieved pose rate; median and 95th-percentile latency from capture
+time (the set's mean capture time) to the PoseFrame being published; per-stage medians
+(prepare, pose2d, triangulate, wait = set ready -> worker starts); sync skew of the sets
+handed out; frames per second each camera delivered; drop rates: frames the cameras
+dropped (behind schedule or no free buffer), frames the sync buffer discarded unused
+(stale in live mode: the worker takes only the newest set), and frames the recorder could
+not keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.capture.frames import FrameSet, clock  # noqa: E402
+from app.capture.live import CaptureConfig, LiveCapture  # noqa: E402
+from app.capture.pipeline import TriangulationPipeline  # noqa: E402
+from app.capture.recorder import RecorderConfig  # noqa: E402
+from app.capture.spec import open_sources  # noqa: E402
+from calibration.formats.detect import convert  # noqa: E402
+from engines.blazepose.pipeline import BlazePoseEstimator  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "pose2sim-demo-single"
+WARMUP = 3.0
+STAGES = ("prepare", "pose2d", "triangulate", "wait", "process")
+
+
+def warm_up(pipeline: TriangulationPipeline, specs: list[str]) -> None:
+    """One set through the pipeline so that lazy initialisation is not measured."""
+    from app.capture.frames import Frame
+
+    frames = []
+    for source in open_sources([s.replace("&loop=1", "") + "&lockstep=1" for s in specs]):
+        source.open()
+        grabbed = source.read()
+        frames.append(Frame(source.name, 0, 0.0, 0.0, grabbed.image))
+        source.close()
+    pipeline.process(FrameSet(0, tuple(frames), clock()))
+    pipeline.estimator.reset()
+
+
+def run(pipeline: TriangulationPipeline, specs: list[str], seconds: float, record: Path | None, codec: str) -> dict:
+    config = CaptureConfig(sources=specs, record=record, recorder=RecorderConfig(codec=codec))
+    capture = LiveCapture(config, pipeline)
+    capture.open()
+    box = capture.worker.subscribe(capacity=100_000, images=False)
+    capture.start()
+    time.sleep(WARMUP)
+    start = capture.stats()
+    t_start = clock()
+    time.sleep(seconds)
+    end = capture.stats()
+    t_end = clock()
+    capture.stop()
+    poses = []
+    while (p := box.get(timeout=0)) is not None:
+        if t_start <= p.t_published <= t_end:
+            poses.append(p)
+    window = t_end - t_start
+    latency = np.array([p.latency for p in poses]) * 1000
+    delivered = {c.camera: c.frames for c in end.cameras}
+    cam_frames = {c.camera: end_c.frames - c.frames for c, end_c in zip(start.cameras, end.cameras, strict=True)}
+    cam_drops = {c.camera: end_c.dropped - c.dropped for c, end_c in zip(start.cameras, end.cameras, strict=True)}
+    unused = {cam: end.sync.dropped[cam] - start.sync.dropped[cam] for cam in delivered}
+    result = {
+        "record": record is not None,
+        "seconds": round(window, 2),
+        "poses": len(poses),
+        "pose_rate": round(len(poses) / window, 2),
+        "latency_ms_median": round(float(np.median(latency)), 1) if len(poses) else None,
+        "latency_ms_p95": round(float(np.percentile(latency, 95)), 1) if len(poses) else None,
+        "stage_ms_median": {
+            s: round(float(np.median([p.timings[s] for p in poses])) * 1000, 1) for s in STAGES if poses
+        },
+        "sync_sets": end.sync.sets - start.sync.sets,
+        "sync_skew_ms_median": round(end.sync.skew_median * 1000, 2),
+        "sync_skew_ms_p95": round(end.sync.skew_p95 * 1000, 2),
+        "sync_skew_ms_max": round(end.sync.skew_max * 1000, 2),
+        "camera_fps": {c: round(n / window, 2) for c, n in cam_frames.items()},
+        "camera_drop_rate": {c: round(cam_drops[c] / max(1, cam_frames[c] + cam_drops[c]), 4) for c in cam_frames},
+        "sync_unused_rate": {c: round(unused[c] / max(1, cam_frames[c]), 4) for c in cam_frames},
+        "poses_without_joints": int(sum(1 for p in poses if not np.isfinite(p.joints3d).any())),
+    }
+    if record is not None:
+        rec_start, rec_end = start.recorder, end.recorder
+        written = {c: rec_end.written[c] - rec_start.written[c] for c in rec_end.written}
+        dropped = {c: rec_end.dropped[c] - rec_start.dropped[c] for c in rec_end.dropped}
+        result.update(
+            record_codec=codec,
+            record_written_fps={c: round(n / window, 2) for c, n in written.items()},
+            record_drop_rate={c: round(dropped[c] / max(1, written[c] + dropped[c]), 4) for c in written},
+            record_mb_per_s=round((rec_end.bytes - rec_start.bytes) / window / 1e6, 2),
+            record_error=rec_end.error,
+        )
+    return result
+
+
+def print_table(results: list[dict]) -> None:
+    head = f"{'run':<10}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}{'pose2d':>8}{'tri':>6}{'wait':>7}{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        st = r["stage_ms_median"]
+        fps = np.mean(list(r["camera_fps"].values()))
+        drop = np.mean(list(r["camera_drop_rate"].values())) * 100
+        unused = np.mean(list(r["sync_unused_rate"].values())) * 100
+        rec = f"{np.mean(list(r['record_drop_rate'].values())) * 100:.1f}%" if r["record"] else "-"
+        print(
+            f"{'record' if r['record'] else 'no record':<10}{r['pose_rate']:>8.2f}{r['latency_ms_median'] or 0:>7.0f}ms"
+            f"{r['latency_ms_p95'] or 0:>7.0f}ms{st.get('pose2d', 0):>6.0f}ms{st.get('triangulate', 0):>4.0f}ms"
+            f"{st.get('wait', 0):>5.0f}ms{r['sync_skew_ms_median']:>5.1f}ms{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run (after 3 s warm-up)")
+    parser.add_argument("--fps", type=float, default=30.0, help="pace the videos at this rate")
+    parser.add_argument("--backend", default="torch", help="BlazePose backend: torch, onnxruntime or tensorrt")
+    parser.add_argument("--codec", default="mjpeg", help="recording codec")
+    parser.add_argument("--only", choices=("norecord", "record"), help="run just one of the two")
+    args = parser.parse_args(argv)
+    if not DATA.exists():
+        sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
+    specs = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
+    rig = convert(DATA / "calibration" / "Calib.qca.txt")
+    pipeline = TriangulationPipeline(rig, BlazePoseEstimator(args.backend))
+    warm_up(pipeline, specs)
+    results = []
+    if args.only != "record":
+        results.append(run(pipeline, specs, args.seconds, None, args.codec))
+        pipeline.estimator.reset()
+    if args.only != "norecord":
+        with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
+            results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec))
+    print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend}, "
+          f"{os.cpu_count()} CPUs, {args.seconds:g} s per run")
+    print_table(results)
+    if args.json:
+        import torch
+
+        report = {
+            "benchmark": "capture_latency",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "torch_threads": torch.get_num_threads(),
+                "cuda": torch.cuda.is_available(),
+            },
+            "config": {"fps": args.fps, "seconds": args.seconds, "backend": args.backend, "warmup_s": WARMUP, "cameras": 4},
+            "results": results,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

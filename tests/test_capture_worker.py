@@ -1,0 +1,293 @@
+"""The pose worker (latest-only delivery, never blocking capture), the real BlazePose +
+triangulation pipeline on the pose2sim recording, the UDP JSON/OSC stream, the capture
+command, and a 60 s run of four paced videos with pose estimation whose memory stays flat."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.capture.frames import Frame, FrameSet, PoseFrame, clock
+from app.capture.live import CaptureConfig, LiveCapture
+from app.capture.sources import read_barcode
+from app.capture.stream import PoseStreamer, encode_json, encode_osc, parse_stream_target
+from app.capture.worker import Mailbox, PreviewPipeline
+from app.cli import main
+from calibration.errors import TriangulumError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEMO = DATA / "pose2sim-demo-single"
+VIDEOS = DEMO / "videos"
+QCA = DEMO / "calibration" / "Calib.qca.txt"
+needs_data = pytest.mark.skipif(not VIDEOS.exists(), reason="shared data not available")
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    deadline = clock() + timeout
+    while not condition():
+        if clock() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_mailbox_keeps_the_latest_poses_and_counts_the_rest():
+    box = Mailbox(capacity=1)
+    poses = [PoseFrame(k, 0.0, (), np.zeros((0, 3)), np.zeros((0, 0, 2)), np.zeros((0, 0)), np.zeros((0, 0, 2))) for k in range(5)]
+    for p in poses:
+        box.put(p)
+    assert box.get(timeout=0).index == 4 and box.dropped == 4
+    assert box.get(timeout=0.01) is None
+    box.close()
+    box.put(poses[0])
+    assert box.get(timeout=0) is None and box.closed
+
+
+class BarcodePipeline(PreviewPipeline):
+    """Reads each view's frame-number barcode: real per-set work whose result is checkable."""
+
+    def process(self, frameset):
+        t0 = clock()
+        codes = [read_barcode(f.image) for f in frameset.frames]
+        pose = super().process(frameset)
+        pose.timings["barcode"] = clock() - t0
+        pose.joint_names = tuple(str(c) for c in codes)
+        return pose
+
+
+def test_slow_subscribers_get_the_latest_pose_and_never_slow_capture():
+    specs = ["test:a?fps=30&width=320&height=240", "test:b?fps=30&width=320&height=240"]
+    capture = LiveCapture(CaptureConfig(sources=specs), BarcodePipeline())
+    capture.open()
+    display = capture.worker.subscribe(capacity=1, images=True)  # never read at all
+    slow = capture.worker.subscribe(capacity=1, images=True)
+    numbers = capture.worker.subscribe(capacity=1000, images=False)
+    capture.start()
+    seen = []
+    try:
+        for _ in range(6):
+            time.sleep(0.25)  # a display that redraws four times a second
+            pose = slow.get(timeout=1.0)
+            assert pose is not None
+            seen.append((pose.index, capture.worker.stats().poses))
+            # Its own pixels: each frame's barcode is its index.
+            assert [read_barcode(f.image) for f in pose.frameset.frames] == [f.index for f in pose.frameset.frames]
+    finally:
+        capture.stop()
+    stats = capture.stats()
+    for index, published in seen:
+        assert index >= published - 2, "a slow reader gets the newest pose, not a backlog"
+    assert slow.dropped > 20 and display.dropped > 20
+    assert all(c.dropped <= 0.05 * c.frames for c in stats.cameras)  # only a loaded machine drops
+    assert all(abs(c.fps - 30) < 3 for c in stats.cameras)
+    assert stats.worker.poses >= 0.8 * 30 * 1.5
+    everything = []
+    while (p := numbers.get(timeout=0)) is not None:
+        everything.append(p)
+    assert numbers.dropped == 0 and [p.index for p in everything] == sorted(p.index for p in everything)
+    assert all(p.frameset is None for p in everything)
+    assert {"wait", "process", "latency", "barcode"} <= set(everything[-1].timings)
+    assert stats.worker.latency_median < 0.1
+
+
+def _pose2sim_set(k: int = 0) -> FrameSet:
+    frames = []
+    for i in range(1, 5):
+        cap = cv2.VideoCapture(str(VIDEOS / f"cam0{i}.mp4"))
+        for _ in range(k + 1):
+            ok, image = cap.read()
+        frames.append(Frame(f"cam0{i}", k, k / 60, k / 60, image))
+    return FrameSet(k, tuple(frames), clock())
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    pytest.importorskip("engines.blazepose.pipeline")
+    from app.capture.pipeline import TriangulationPipeline
+    from calibration.formats.detect import convert
+    from engines.blazepose.pipeline import BlazePoseEstimator
+
+    return TriangulationPipeline(convert(QCA), BlazePoseEstimator())
+
+
+@needs_data
+@pytest.mark.slow
+def test_real_pipeline_turns_four_views_into_a_3d_pose(pipeline):
+    pose = pipeline.process(_pose2sim_set(10))
+    assert pose.joints3d.shape == (33, 3) and pose.keypoints2d.shape == (4, 33, 2)
+    assert pose.cameras == ("cam01", "cam02", "cam03", "cam04")
+    assert np.isfinite(pose.joints3d).all()
+    err = np.linalg.norm(pose.reprojections - pose.keypoints2d, axis=-1)
+    assert np.nanmedian(err) < 25  # pixels in 1920-tall images
+    # A standing person in the calibration's Z-up world: head above hips above ankles.
+    nose, hips, ankles = pose.joints3d[0, 2], pose.joints3d[[23, 24], 2].mean(), pose.joints3d[[27, 28], 2].mean()
+    assert nose > hips + 0.4 and hips > ankles + 0.5 and -0.1 < ankles < 0.3
+    assert set(pose.timings) == {"prepare", "pose2d", "triangulate"}
+    # The same set without cam02 (failed): three views still give a pose, nearly the same.
+    three = FrameSet(11, tuple(f for f in _pose2sim_set(10).frames if f.camera != "cam02"), clock())
+    pose3 = pipeline.process(three)
+    assert pose3.cameras == ("cam01", "cam03", "cam04")
+    assert np.nanmedian(np.linalg.norm(pose3.joints3d - pose.joints3d, axis=-1)) < 0.05
+
+
+def _pose_with_joints() -> PoseFrame:
+    joints = np.array([[0.1, -0.2, 1.5], [np.nan, np.nan, np.nan], [0.3, 0.0, 0.9]])
+    conf = np.array([[0.9, 0.1, 0.5], [0.7, np.nan, 0.3]])
+    return PoseFrame(7, 123.25, ("c1", "c2"), joints, np.zeros((2, 3, 2)), conf, np.zeros((2, 3, 2)), joint_names=("nose", "wrist", "hip"))
+
+
+def _parse_osc(data: bytes) -> list[tuple[str, tuple]]:
+    def string(pos):
+        end = data.index(b"\0", pos)
+        return data[pos:end].decode(), (end + 4) & ~3
+
+    tag, pos = string(0)
+    assert tag == "#bundle" and struct.unpack(">Q", data[pos : pos + 8])[0] == 1
+    pos += 8
+    messages = []
+    while pos < len(data):
+        (size,) = struct.unpack(">i", data[pos : pos + 4])
+        body_start = pos + 4
+        address, p = string(body_start)
+        types, p = string(p)
+        values = struct.unpack(">" + types[1:], data[p : body_start + size])
+        messages.append((address, values))
+        pos = body_start + size
+    return messages
+
+
+@pytest.mark.parametrize("protocol", ["json", "osc"])
+def test_stream_sends_joints_over_udp(protocol):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    port = receiver.getsockname()[1]
+    target = parse_stream_target(f"{'osc://' if protocol == 'osc' else ''}127.0.0.1:{port}")
+    box = Mailbox(capacity=8, images=False)
+    streamer = PoseStreamer(box, target)
+    streamer.start()
+    box.put(_pose_with_joints())
+    data, _ = receiver.recvfrom(65536)
+    streamer.stop()
+    receiver.close()
+    assert streamer.sent == 1
+    if protocol == "json":
+        message = json.loads(data)
+        assert data == encode_json(_pose_with_joints())
+        assert message["frame"] == 7 and message["t"] == 123.25 and message["names"] == ["nose", "wrist", "hip"]
+        assert message["joints"] == [[0.1, -0.2, 1.5], None, [0.3, 0.0, 0.9]]
+        assert message["confidence"] == pytest.approx([0.8, 0.1, 0.4])
+    else:
+        assert data == encode_osc(_pose_with_joints())
+        messages = _parse_osc(data)
+        assert messages[0] == ("/triangulum/frame", (7, 123.25))
+        assert [m[0] for m in messages[1:]] == ["/triangulum/joint/nose", "/triangulum/joint/hip"]
+        assert messages[1][1] == pytest.approx((0.1, -0.2, 1.5, 0.8), abs=1e-6)
+
+
+def test_stream_addresses():
+    assert parse_stream_target(":9000") == parse_stream_target("127.0.0.1:9000")
+    assert parse_stream_target("osc://10.0.0.2:7000").protocol == "osc"
+    assert parse_stream_target("udp://[::1]:7000").host == "::1"
+    with pytest.raises(TriangulumError, match="HOST:PORT"):
+        parse_stream_target("localhost")
+    with pytest.raises(TriangulumError, match="HOST:PORT"):
+        parse_stream_target("localhost:70000")
+
+
+def test_capture_command_records_streams_and_reports(tmp_path, capsys):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    port = receiver.getsockname()[1]
+    argv = [
+        "capture", "--source", "test:left?fps=20&width=160&height=120", "--source", "test:right?fps=20&width=160&height=120",
+        "--record", str(tmp_path / "take"), "--duration", "2.5", "--stream", f"127.0.0.1:{port}",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "sets" in line]
+    assert len(lines) >= 2 and "left" in lines[0] and "skew" in lines[0] and "rec " in lines[0]
+    assert "recorded into" in out
+    message = json.loads(receiver.recvfrom(65536)[0])
+    receiver.close()
+    assert message["type"] == "pose" and message["joints"] == []
+    assert main(["capture", "--source", f"session:{tmp_path / 'take'}?speed=0", "--lockstep"]) == 0
+    out = capsys.readouterr().out
+    assert "done:" in out and int(out.split("done: ")[1].split(" sets")[0]) >= 30
+    assert main(["capture", "--source", "test:a", "--duration", "-1"]) == 2
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@needs_data
+@pytest.mark.slow
+def test_sixty_seconds_of_four_paced_videos_with_pose_keeps_memory_flat(pipeline):
+    """Four real videos paced at 10 fps (looping), live sync, BlazePose + triangulation on
+    every set the worker can take, a display that reads the latest pose: for 60 s. Resident
+    memory after warm-up stays flat, poses keep coming, and capture is never blocked.
+    (10 fps: decoding four 1080x1920 H.264 streams at 30 fps takes half of a 2-core CI
+    machine by itself; the benchmark measures the 30 fps case.)"""
+    fps = 10
+    specs = [f"video:{VIDEOS / f'cam0{i}.mp4'}?fps={fps}&loop=1" for i in range(1, 5)]
+    pipeline.process(_pose2sim_set(0))  # lazy initialisation is not what this test is about
+    capture = LiveCapture(CaptureConfig(sources=specs), pipeline)
+    capture.open()
+    display = capture.worker.subscribe(capacity=1, images=True)
+    stop = threading.Event()
+    shown = []
+
+    def show():
+        while not stop.is_set():
+            pose = display.get(timeout=0.5)
+            if pose is not None:
+                shown.append(pose.index)
+                del pose
+
+    viewer = threading.Thread(target=show)
+    viewer.start()
+    capture.start()
+    samples = []
+    poses = []
+    try:
+        while clock() - capture.epoch < 60.0:
+            time.sleep(1.0)
+            samples.append((clock() - capture.epoch, _rss_mb()))
+            poses.append(capture.worker.stats().poses)
+    finally:
+        capture.stop()
+        stop.set()
+        viewer.join()
+    stats = capture.stats()
+    # Resident memory samples swing by tens of MB with the frame-sized temporaries alive at
+    # that instant; flat means no trend: the same level at 15-30 s and at 45-60 s.
+    early = np.median([rss for t, rss in samples if 15.0 <= t < 30.0])
+    late = np.median([rss for t, rss in samples if t >= 45.0])
+    slope = np.polyfit(*zip(*[(t, rss) for t, rss in samples if t >= 15.0], strict=True), 1)[0]
+    assert late - early < 25, f"memory grew from {early:.0f} to {late:.0f} MB: {samples}"
+    assert slope < 0.5, f"memory grew {slope:.2f} MB/s: {samples}"
+    assert max(rss for _, rss in samples) < early + 150
+    # Poses kept coming to the end and the display saw them. How many depends on the CPU
+    # (this machine's pose rate is in benchmarks/capture_latency.py); capture must not.
+    assert poses[-1] > poses[30] > 0, f"poses per second: {np.diff(poses)}"
+    assert shown and shown == sorted(shown)
+    assert stats.worker.errors == 0
+    for cam in stats.cameras:
+        assert cam.failures == 0 and cam.state == "stopped"
+        # Every frame due in 60 s was delivered or counted as dropped: the source kept its
+        # schedule however slow the consumers were.
+        assert cam.frames + cam.dropped >= 0.95 * fps * 60, f"{cam}"
+        assert cam.frames > 0
