@@ -203,11 +203,12 @@ def run(args: argparse.Namespace) -> dict:
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     from PyQt6 import QtCore, QtWidgets
 
-    from app.gui.pipelines import build_pipeline
+    from app.gui.pipelines import build_pipeline, configure_threads
     from app.gui.platform import configure_pyqtgraph
     from app.gui.sample import sample_sources
     from app.gui.window import MainWindow
 
+    configure_threads()
     rig, names, images, poses = sample_sets(args.frames)
     configure_pyqtgraph()
     app = QtWidgets.QApplication(sys.argv[:1])
@@ -217,12 +218,13 @@ def run(args: argparse.Namespace) -> dict:
         window = MainWindow(settings=settings)
         window.resize(1920, 1080)
         window.show()
+        spin(app, 1.0)  # the 3D window gets its GL context when first exposed
         renderer = "none (no OpenGL)"
-        if window.view3d.gl is not None:
+        if window.view3d.gl is not None and window.view3d.gl.isValid():
             from OpenGL import GL
 
             window.view3d.gl.makeCurrent()
-            renderer = GL.glGetString(GL.GL_RENDERER).decode()
+            renderer = (GL.glGetString(GL.GL_RENDERER) or b"unknown").decode()
             window.view3d.gl.doneCurrent()
         c = window.controller
         c.set_calibration(rig)

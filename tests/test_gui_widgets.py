@@ -200,7 +200,24 @@ def test_overlay_from_the_real_pipeline(real_pose):
     err = np.linalg.norm(pose.reprojections[c] - pose.keypoints2d[c], axis=-1)
     np.testing.assert_allclose(overlay.error[seen], err[seen])
     assert 0.5 < overlay.mean_error < 40.0  # pixels: the views agree with one 3D body
-    assert overlay.roi is None or overlay.roi.shape == (4, 2)
+    # the performer's box in this view holds the keypoints the tile draws
+    assert overlay.roi.shape == (4, 2) and np.isfinite(overlay.roi).all()
+    (x0, y0), (x1, y1) = overlay.roi[0], overlay.roi[2]
+    kp = overlay.keypoints[seen]
+    inside = (kp[:, 0] >= x0 - 1) & (kp[:, 0] <= x1 + 1) & (kp[:, 1] >= y0 - 1) & (kp[:, 1] <= y1 + 1)
+    assert inside.mean() > 0.9
+
+
+def test_pipeline_choices_cover_every_method():
+    from app.gui.pipelines import FILTERS, METHOD_LABELS, PipelineChoice
+    from app.process.reconstruct import METHODS
+
+    assert set(METHOD_LABELS) == set(METHODS)
+    for method in METHODS:
+        PipelineChoice(method=method).validate()
+    with pytest.raises(TriangulumError, match="unknown triangulation method"):
+        PipelineChoice(method="magic").validate()
+    assert "one-euro" in FILTERS
 
 
 def test_tile_shows_the_frame_and_its_overlay(qtbot, real_pose):

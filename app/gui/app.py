@@ -99,10 +99,12 @@ def run_gui(options: GuiOptions) -> int:
         raise TriangulumError(problem)
     from PyQt6 import QtCore, QtWidgets
 
+    from app.gui.pipelines import configure_threads
     from app.gui.platform import configure_pyqtgraph
     from app.gui.window import MainWindow
 
     configure_pyqtgraph()
+    configure_threads()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setOrganizationName("Triangulum")
     app.setApplicationName("Triangulum")

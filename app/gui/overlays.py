@@ -86,6 +86,6 @@ def overlay_for(pose: PoseFrame, camera: str, min_confidence: float = 0.3) -> Ti
     reprojected = np.asarray(pose.reprojections[c], np.float64)
     error = np.linalg.norm(reprojected - keypoints, axis=-1)
     skeleton = skeleton_for(pose.joint_names)
-    rois = getattr(pose, "rois", None)
-    roi = None if rois is None or rois[c] is None else np.asarray(rois[c], np.float64).reshape(4, 2)
+    rois = getattr(pose, "rois", None)  # PersonPoseFrame (app.gui.pipelines) carries them
+    roi = None if rois is None else np.asarray(rois[c], np.float64).reshape(4, 2)
     return TileOverlay(keypoints, confidence, reprojected, error, roi, skeleton.bones if skeleton else ())

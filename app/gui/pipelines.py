@@ -1,76 +1,97 @@
-"""The pose pipeline the GUI runs, built from the user's choices: none (camera preview) without
-a calibration, else BlazePose in every view + triangulation by the chosen method, optionally
-smoothed live by a One Euro filter."""
+"""The pose pipeline the GUI runs, built from the user's choices.
+
+Without a calibration: the capture core's PreviewPipeline (cameras shown, no poses). With one:
+the per-frame reconstruction `app.process.pipeline.FramePipeline` that `triangulum process`
+runs (multi-person BlazePose in every view, cross-view association, left/right check,
+triangulation by the chosen method, optional One Euro smoothing), wrapped so that each pose
+also carries the main performer's box in every view for the tiles.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from app.capture.frames import FrameSet, PoseFrame, clock
-from app.capture.pipeline import TriangulationPipeline
+import numpy as np
+import torch
+
+from app.capture.frames import FrameSet, PoseFrame
 from app.capture.worker import PosePipeline, PreviewPipeline
+from app.process.pipeline import FramePipeline, PipelineConfig
+from app.process.reconstruct import METHODS, TriangulationConfig
 from calibration.errors import TriangulumError
-from calibration.rig import METHODS, Rig
-from engines.temporal import OneEuroConfig, OneEuroFilter
+from calibration.rig import Rig
+from engines.temporal import OneEuroConfig
 
 FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}
 METHOD_LABELS = {
-    "dlt": "Weighted DLT (fast)",
-    "svd": "DLT by SVD",
+    "algebraic": "Algebraic (confidence-weighted DLT)",
     "robust": "Robust (GeoMed / WSS)",
     "ransac": "RANSAC",
+    "dlt": "Plain DLT (equal weights)",
 }
 
 
 @dataclass
 class PipelineChoice:
-    """method: a triangulation method of calibration.rig.METHODS; smoothing: a key of FILTERS;
-    backend: the 2D pose runtime ("torch", "onnxruntime", "tensorrt")."""
+    """method: a triangulation method of app.process.reconstruct.METHODS; smoothing: a key of
+    FILTERS; backend: the BlazePose runtime ("onnxruntime", "torch", "tensorrt")."""
 
-    method: str = "dlt"
+    method: str = "algebraic"
     smoothing: str = "none"
-    backend: str = "torch"
+    backend: str = "onnxruntime"
 
     def validate(self) -> None:
         if self.method not in METHODS:
-            raise TriangulumError(f"unknown triangulation method '{self.method}'; choose one of {METHODS}.")
+            raise TriangulumError(f"unknown triangulation method '{self.method}'; choose one of {', '.join(METHODS)}.")
         if self.smoothing not in FILTERS:
-            raise TriangulumError(f"unknown filter '{self.smoothing}'; choose one of {tuple(FILTERS)}.")
+            raise TriangulumError(f"unknown filter '{self.smoothing}'; choose one of {', '.join(FILTERS)}.")
 
 
-class SmoothedPipeline:
-    """Runs `inner` and smooths its joints with a One Euro filter over capture time, then
-    reprojects the smoothed joints so the tiles show what is exported. The filter restarts
-    when time runs back (a seek) or the cameras change."""
+@dataclass(eq=False)
+class PersonPoseFrame(PoseFrame):
+    """A PoseFrame with the main performer's box in every view: rois (C, 4, 2) corners in
+    pixels (top-left, top-right, bottom-right, bottom-left), NaN where a view did not see them."""
 
-    def __init__(self, inner: PosePipeline, rig: Rig, config: OneEuroConfig | None = None) -> None:
+    rois: np.ndarray | None = None
+
+
+class PersonBoxPipeline:
+    """Runs a FramePipeline and adds the performer's per-view boxes from its last result."""
+
+    def __init__(self, inner: FramePipeline) -> None:
         self.inner = inner
-        self.rig = rig
-        self.config = config or OneEuroConfig()
-        self.filter = OneEuroFilter(self.config)
-        self._last: tuple[float, tuple[str, ...]] | None = None
 
-    def process(self, frameset: FrameSet) -> PoseFrame:
+    def process(self, frameset: FrameSet) -> PersonPoseFrame:
         pose = self.inner.process(frameset)
-        t0 = clock()
-        if self._last is None or pose.t_capture <= self._last[0] or pose.cameras != self._last[1]:
-            self.filter.reset()
-        self._last = (pose.t_capture, pose.cameras)
-        pose.joints3d = self.filter(pose.joints3d, pose.t_capture)
-        pose.reprojections = self.rig.subset(list(pose.cameras)).project(pose.joints3d)
-        pose.timings["filter"] = clock() - t0
-        return pose
+        rois = np.full((len(pose.cameras), 4, 2), np.nan)
+        result, main = self.inner.last, self.inner.main
+        k = None if result is None or main is None else result.association.person(main)
+        if k is not None:
+            for v, person in enumerate(result.association.members[k]):
+                if person >= 0:
+                    x0, y0, x1, y1 = result.views[v].boxes[person]
+                    rois[v] = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+        fields = {f.name: getattr(pose, f.name) for f in dataclasses.fields(pose)}
+        return PersonPoseFrame(**fields, rois=rois)
+
+
+def configure_threads() -> None:
+    """One torch thread: the pipeline's geometry is many tiny tensor operations, for which
+    thread hand-offs cost more than they save, and the GUI needs the other core."""
+    torch.set_num_threads(1)
 
 
 def build_pipeline(rig: Rig | None, choice: PipelineChoice) -> PosePipeline:
     """The pipeline for a calibration (None: camera preview without poses). Loads the 2D
-    model, which takes a moment: call it off the UI thread."""
+    models, which takes a moment: call it off the UI thread."""
     choice.validate()
     if rig is None:
         return PreviewPipeline()
     from engines.blazepose.pipeline import BlazePoseEstimator
 
-    pipeline: PosePipeline = TriangulationPipeline(rig, BlazePoseEstimator(choice.backend), method=choice.method)
-    if choice.smoothing == "one-euro":
-        pipeline = SmoothedPipeline(pipeline, rig)
-    return pipeline
+    config = PipelineConfig(
+        triangulation=TriangulationConfig(method=choice.method),
+        one_euro=OneEuroConfig() if choice.smoothing == "one-euro" else None,
+    )
+    return PersonBoxPipeline(FramePipeline(rig, BlazePoseEstimator(choice.backend), config))

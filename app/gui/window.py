@@ -227,7 +227,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreState(state)
         else:
             self.resizeDocks([self.dock_session, self.dock3d], [260, 480], QtCore.Qt.Orientation.Horizontal)
-        self.panel.choose_method(str(s.value("pipeline/method", "dlt")))
+        self.panel.choose_method(str(s.value("pipeline/method", "algebraic")))
         self.panel.choose_smoothing(str(s.value("pipeline/smoothing", "none")))
         self.playback.every_frame.setChecked(s.value("playback/every_frame", True, type=bool))
         speed = float(s.value("playback/speed", 1.0))
