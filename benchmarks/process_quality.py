@@ -95,6 +95,15 @@ def quality(rig: Rig, joints: np.ndarray, keypoints: np.ndarray, used: np.ndarra
         d = np.linalg.norm(ours - reference, axis=-1)
         d = d[np.isfinite(d)]
         out["reference_m"] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "count": int(d.size)}
+        # Informational: the alignment of the reference's rows with our frames is assumed
+        # (row i = frame i); report how a one- or two-frame shift would change the agreement.
+        shifts = {}
+        for lag in (-2, -1, 1, 2):
+            a, b = (ours[lag:], reference[:len(reference) - lag]) if lag > 0 else (ours[:lag], reference[-lag:])
+            e = np.linalg.norm(a - b, axis=-1)
+            e = e[np.isfinite(e)]
+            shifts[str(lag)] = {"median": float(np.median(e)), "p90": float(np.percentile(e, 90))}
+        out["reference_m"]["if_shifted_by_frames"] = shifts
     return out
 
 

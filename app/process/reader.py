@@ -15,6 +15,7 @@ import numpy as np
 
 from app.capture.frames import Frame, FrameSet
 from app.capture.session import TrackReader, open_session
+from app.capture.sources import SourceFailure
 from app.process.inputs import Take
 from calibration.errors import TriangulumError
 
@@ -69,7 +70,12 @@ def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[
                 if i < 0:
                     continue
                 t = float(take.times[k])
-                frames.append(Frame(take.cameras[c], i, t, t, reader.read(i)))
+                try:
+                    image = reader.read(i)
+                except SourceFailure as exc:
+                    raise TriangulumError(f"camera '{take.cameras[c]}': {exc}; the recording is damaged there "
+                                          f"(process up to it with --frames 0:{k}).") from None
+                frames.append(Frame(take.cameras[c], i, t, t, image))
             yield FrameSet(k, tuple(frames), float(take.times[k]))
     finally:
         for r in readers:
