@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "norecord":
         with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
             results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend}, "
-          f"{os.cpu_count()} CPUs, {args.seconds:g} s per run")
+          f"{os.cpu_count()} CPUs (load average {load}), {args.seconds:g} s per run")
     print_table(results)
     if args.json:
         import torch
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "capture_latency",
             "machine": {
                 "cpus": os.cpu_count(),
+                "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
                 "platform": platform.platform(),
                 "processor": platform.processor(),
                 "torch_threads": torch.get_num_threads(),
