@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from capture_support import wait_for
 
 from app.capture.buffers import FramePool
 from app.capture.frames import clock
@@ -116,15 +117,6 @@ def test_paced_video_delivers_on_schedule():
     assert min(lateness) >= 0  # never delivered before its time
     assert np.median(lateness) < 0.05
     source.close()
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = clock() + timeout
-    while not condition():
-        if clock() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _write_pattern_images(folder: Path, n: int) -> None:

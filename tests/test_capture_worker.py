@@ -30,15 +30,6 @@ QCA = DEMO / "calibration" / "Calib.qca.txt"
 needs_data = pytest.mark.skipif(not VIDEOS.exists(), reason="shared data not available")
 
 
-def wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = clock() + timeout
-    while not condition():
-        if clock() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_mailbox_keeps_the_latest_poses_and_counts_the_rest():
     box = Mailbox(capacity=1)
     poses = [PoseFrame(k, 0.0, (), np.zeros((0, 3)), np.zeros((0, 0, 2)), np.zeros((0, 0)), np.zeros((0, 0, 2))) for k in range(5)]

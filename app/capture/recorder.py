@@ -218,20 +218,19 @@ class Recorder:
         self._thread.start()
 
     def _camera_table(self, cam: CameraEntry) -> dict[str, Any]:
-        track = self._tracks.get(cam.name)
-        table: dict[str, Any] = {
+        track = self._tracks[cam.name]
+        return {
             "name": cam.name,
             "source": cam.source,
-            "video": track.video_name if track else "",
-            "timestamps": track.csv_name if track else "",
+            "video": track.video_name,
+            "timestamps": track.csv_name,
             "width": cam.width,
             "height": cam.height,
             "fps": float(cam.fps),
-            "frames": track.written if track else 0,
-            "dropped": track.dropped if track else 0,
-            "complete": track.complete if track else False,
+            "frames": track.written,
+            "dropped": track.dropped,
+            "complete": track.complete,
         }
-        return table
 
     def submit(self, frame: Frame) -> None:
         """Queue a frame for writing; never waits (a full queue drops the frame)."""

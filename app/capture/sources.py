@@ -99,6 +99,12 @@ class CameraSource:
         if delay > 0:
             self._interrupted.wait(delay)
 
+    def _wait_for(self, schedule: Schedule, k: int) -> int:
+        """Sleep until frame k is due; then how many later frames are already due too
+        (the source is behind: like a camera, it drops those)."""
+        self._sleep_until(schedule.due(self.epoch, k))
+        return max(0, schedule.latest_due(self.epoch, clock()) - k)
+
     def _open(self) -> SourceInfo:
         raise NotImplementedError
 
@@ -157,10 +163,9 @@ class FileSequenceSource(CameraSource):
         k = self._next
         skipped = 0
         if self.paced:
-            self._sleep_until(self.schedule.due(self.epoch, k))
             # Behind schedule (slow decoding, a stalled consumer): pass over the frames a
             # camera would have overwritten, as a real camera drops them.
-            skipped = max(0, self.schedule.latest_due(self.epoch, clock()) - k)
+            skipped = self._wait_for(self.schedule, k)
             for _ in range(skipped):
                 if self._interrupted.is_set():
                     raise SourceEnded(f"{self.description}: stopped")
@@ -339,8 +344,7 @@ class TestPatternSource(CameraSource):
         k = self._next
         skipped = 0
         if self.paced:
-            self._sleep_until(self.schedule.due(self.epoch, k))
-            skipped = max(0, self.schedule.latest_due(self.epoch, clock()) - k)
+            skipped = self._wait_for(self.schedule, k)
             k += skipped
         if self.frames is not None and k >= self.frames:
             raise SourceEnded(f"{self.description}: all {self.frames} frames delivered")
