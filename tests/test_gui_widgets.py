@@ -117,6 +117,17 @@ def test_display_problem_says_what_to_do_without_a_display():
     assert display_problem({}, "win32") is None
 
 
+def test_gui_commands_say_so_without_a_display(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    run = subprocess.run([sys.executable, "-m", "app.cli", "demo"], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 2, run.stderr
+    assert "no display is available" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_spec_helpers():
     assert webcam_spec(0) == "webcam:0"
     assert webcam_spec(2, "1280x720", 30, "cam01") == "webcam:2?width=1280&height=720&fps=30&name=cam01"

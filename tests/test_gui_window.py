@@ -133,6 +133,7 @@ def test_play_pause_seek_record_export_on_the_sample(make_window, qtbot, tmp_pat
     w.export(ExportRequest(out, "take", fill_gaps=None))
     qtbot.waitUntil(lambda: not c.busy, timeout=60_000)
     assert w.last_error == "", w.last_error
+    assert w._progress is None  # the progress dialog closed when the export finished
     for ext in ("trc", "bvh", "c3d", "csv", "json"):
         assert (out / f"take.{ext}").is_file(), ext
     trc = read_trc(out / "take.trc")

@@ -67,6 +67,7 @@ class CaptureController(QtCore.QObject):
         # (rig or None, choice) -> pipeline; called on the job thread when a capture starts
         self.pipeline_factory: Callable[[Rig | None, PipelineChoice], Any] = build_pipeline
         self.runner: LiveRunner | PlayerRunner | None = None
+        self._newest: LiveRunner | PlayerRunner | None = None
         self.take = Take(frame_indexed=False)
         self.history = History()
         self.pose_times: deque[float] = deque(maxlen=512)
@@ -185,6 +186,7 @@ class CaptureController(QtCore.QObject):
             else:
                 runner = LiveRunner(sources, pipeline, use_rig, self.recorder_config)
             runner.start()
+            self._newest = runner  # for shutdown() if the window closes before it is attached
             if play and isinstance(runner, PlayerRunner):
                 runner.player.play()
             return runner, use_rig, media
@@ -223,6 +225,8 @@ class CaptureController(QtCore.QObject):
         if runner is not None:
             runner.stop()
         self._jobs.shutdown(wait=True, cancel_futures=False)
+        if self._newest is not None and self._newest is not runner:
+            self._newest.stop()  # started by a job whose result never reached the UI thread
 
     # --- playback ----------------------------------------------------------------
     def _player(self):
