@@ -73,13 +73,16 @@ class _LandmarkTuple(torch.nn.Module):
 
 def torch_rows(device: str, repeats: int) -> dict[str, dict[str, float]]:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    nets = {"detector": load_detector().to(device), "landmark": _LandmarkTuple(load_landmark()).to(device)}
+    # The layout TorchBackend uses: channels-last on the CPU.
+    layout = torch.channels_last if device == "cpu" else torch.contiguous_format
+    nets = {"detector": load_detector().to(device, memory_format=layout),
+            "landmark": _LandmarkTuple(load_landmark()).to(device, memory_format=layout)}
     sizes = {"detector": 224, "landmark": 256}
     rows: dict[str, dict[str, float]] = {"torch eager": {}, "torch traced": {}}
     with torch.inference_mode():
         for name, net in nets.items():
             for batch in BATCHES:
-                x = torch.rand(batch, 3, sizes[name], sizes[name], device=device)
+                x = torch.rand(batch, 3, sizes[name], sizes[name], device=device).contiguous(memory_format=layout)
                 rows["torch eager"][f"{name}_b{batch}"] = _median_ms(lambda: net(x), batch, repeats, sync)
                 traced = torch.jit.freeze(torch.jit.trace(net.eval(), x))
                 rows["torch traced"][f"{name}_b{batch}"] = _median_ms(lambda: traced(x), batch, repeats, sync)

@@ -99,3 +99,33 @@ def test_detect2d_cli_writes_keypoints(tmp_path):
     assert (kp[..., 2] >= 0).all() and (kp[..., 2] <= 1).all()
     assert list(data["joint_names"][:2]) == ["nose", "left_eye_inner"]
     assert main(["detect2d", str(tmp_path / "missing.mp4"), "-o", str(out)]) == 2
+
+
+@pytest.mark.mediapipe
+@pytest.mark.slow
+def test_agrees_with_mediapipe_pose_on_the_first_frames(tmp_path):
+    """mp.solutions.pose (model_complexity=1) on the same decoded frames, run in its own env."""
+    import os
+    import subprocess
+
+    mp_python = os.environ.get("TRIANGULUM_MP_PYTHON", "/opt/mpref/bin/python")
+    if not Path(mp_python).exists():
+        pytest.skip("no mediapipe reference environment")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mediapipe_reference.py"
+    sets = [[s[0], s[3]] for s in frame_sets(12)]  # cam01 and cam04
+    proc = subprocess.Popen([mp_python, str(script), "pose", str(tmp_path / "mp.npz"), "--stdin", "2"],
+                            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    for frames in sets:
+        for f in frames:
+            proc.stdin.write(np.array(f.shape[:2], np.int32).tobytes() + f.tobytes())
+    proc.stdin.close()
+    assert proc.wait() == 0
+    ref = np.load(tmp_path / "mp.npz")
+    est = BlazePoseEstimator("torch")
+    dist = []
+    for i, frames in enumerate(sets):
+        for v, pose in enumerate(est(frames)):
+            assert pose is not None and ref[f"found_{v}"][i]
+            dist.append(np.linalg.norm(pose.keypoints[:33] - ref[f"landmarks_{v}"][i, :, :2], axis=1))
+    dist = np.concatenate(dist)
+    assert np.median(dist) < 1.5 and np.percentile(dist, 95) < 10

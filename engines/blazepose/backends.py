@@ -29,18 +29,23 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.detector = load_detector().to(self.device)
-        self.landmark = load_landmark().to(self.device)
+        # Depthwise convolutions run about twice as fast on the CPU in channels-last layout.
+        self.layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.detector = load_detector().to(self.device, memory_format=self.layout)
+        self.landmark = load_landmark().to(self.device, memory_format=self.layout)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).to(self.device).contiguous(memory_format=self.layout)
 
     @torch.inference_mode()
     def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        regressors, scores = self.detector(torch.from_numpy(images).to(self.device))
+        regressors, scores = self.detector(self._tensor(images))
         return {"regressors": regressors.cpu().numpy(), "scores": scores.cpu().numpy()}
 
     @torch.inference_mode()
     def landmarks(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.landmark(torch.from_numpy(crops).to(self.device))
-        return {k: out[k].cpu().numpy() for k in LANDMARK_OUTPUTS}
+        out = self.landmark(self._tensor(crops))
+        return {k: out[k].contiguous().cpu().numpy() for k in LANDMARK_OUTPUTS}
 
 
 class OnnxRuntimeBackend:
