@@ -103,36 +103,42 @@ def assignments(num_views: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def group_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, pairs: np.ndarray,
-                states: np.ndarray, config: HandednessConfig) -> np.ndarray:
-    """Robust mean reprojection error (px) of one group under each flip assignment.
+def group_costs(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray,
+                group_pairs: dict[str, np.ndarray], states: np.ndarray,
+                config: HandednessConfig) -> dict[str, np.ndarray]:
+    """Robust mean reprojection error (px) of each group under each flip assignment.
 
     keypoints: (C, F, J, 2) distorted pixels, NaN missing; confidence: (C, F, J);
-    pairs: (K, 2) left/right joints of the group; states: (S, C) bool -> (F, S) px,
-    NaN where the group cannot be triangulated at all in that frame.
+    group_pairs: name -> (K, 2) left/right joints; states: (S, C) bool ->
+    {name: (F, S) px}, NaN where the group cannot be triangulated at all in that frame.
+    All groups are triangulated in one batch (each joint on its own, so batching changes
+    nothing but the number of calls).
     """
+    names = list(group_pairs)
+    pairs = np.concatenate([group_pairs[n] for n in names]).reshape(-1, 2)  # (Q, 2)
+    owner = np.repeat(np.arange(len(names)), [len(group_pairs[n]) for n in names])
     joints = pairs.reshape(-1)  # left0, right0, left1, right1, ...
-    swapped = pairs[:, ::-1].reshape(-1)
-    und = torch.as_tensor(rig.undistort(keypoints[:, :, joints]))  # (C, F, 2K, 2)
+    partner = np.arange(len(joints)).reshape(-1, 2)[:, ::-1].reshape(-1)
+    und = torch.as_tensor(rig.undistort(keypoints[:, :, joints]))  # (C, F, 2Q, 2)
     conf = torch.as_tensor(np.where(confidence[:, :, joints] >= config.min_confidence,
                                     confidence[:, :, joints], 0.0))
-    und_sw = torch.as_tensor(rig.undistort(keypoints[:, :, swapped]))
-    conf_sw = torch.as_tensor(np.where(confidence[:, :, swapped] >= config.min_confidence,
-                                       confidence[:, :, swapped], 0.0))
     flip = torch.as_tensor(states)[:, :, None, None]  # (S, C, 1, 1)
-    x = torch.where(flip[..., None], und_sw[None], und[None])  # (S, C, F, 2K, 2)
-    w = torch.where(flip, conf_sw[None], conf[None])  # (S, C, F, 2K)
-    x = x.permute(0, 2, 3, 1, 4)  # (S, F, 2K, C, 2)
+    x = torch.where(flip[..., None], und[None, :, :, partner], und[None])  # (S, C, F, 2Q, 2)
+    w = torch.where(flip, conf[None, :, :, partner], conf[None])  # (S, C, F, 2Q)
+    x = x.permute(0, 2, 3, 1, 4)  # (S, F, 2Q, C, 2)
     w = torch.where(torch.isfinite(x).all(-1), w.permute(0, 2, 3, 1), torch.zeros((), dtype=w.dtype))
     x = torch.nan_to_num(x)
     P = rig.stacked()["P"]
-    X = tri.triangulate_dlt(P, x, w)  # (S, F, 2K, 3)
+    X = tri.triangulate_dlt(P, x, w)  # (S, F, 2Q, 3)
     err = tri.reprojection_error(P, torch.nan_to_num(X), x).clamp(max=config.cap_px)
     ok = torch.isfinite(X).all(-1, keepdim=True) & (w > 0)
-    num = torch.where(ok, err * w, torch.zeros(())).sum((-1, -2))
-    den = torch.where(ok, w, torch.zeros(())).sum((-1, -2))
-    cost = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan")))
-    return cost.numpy().T.copy()  # (F, S)
+    zero = torch.zeros((), dtype=w.dtype)
+    index = torch.as_tensor(np.repeat(owner, 2))
+    shape = (*w.shape[:2], len(names))
+    num = torch.zeros(shape, dtype=w.dtype).index_add_(-1, index, torch.where(ok, err * w, zero).sum(-1))
+    den = torch.zeros(shape, dtype=w.dtype).index_add_(-1, index, torch.where(ok, w, zero).sum(-1))
+    cost = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan"))).numpy()
+    return {n: cost[:, :, g].T.copy() for g, n in enumerate(names)}  # each (F, S)
 
 
 def viterbi(costs: np.ndarray, states: np.ndarray, config: HandednessConfig) -> np.ndarray:
@@ -164,11 +170,8 @@ def solve_take(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, skeleton
     """
     config = config or HandednessConfig()
     states = assignments(len(rig))
-    out = {}
-    for name, pairs in groups(skeleton, config.grouping).items():
-        costs = group_costs(rig, keypoints, confidence, pairs, states, config)
-        out[name] = states[viterbi(costs, states, config)]
-    return out
+    costs = group_costs(rig, keypoints, confidence, groups(skeleton, config.grouping), states, config)
+    return {name: states[viterbi(c, states, config)] for name, c in costs.items()}
 
 
 def apply_flips(keypoints: np.ndarray, confidence: np.ndarray, flips: dict[str, np.ndarray],
@@ -205,9 +208,9 @@ class OnlineHandedness:
     def __call__(self, keypoints: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
         """One frame: (C, J, 2), (C, J) -> {group: (C,) bool views to relabel}."""
         cfg, out = self.config, {}
-        for name, pairs in self.groups.items():
-            cost = group_costs(self.rig, keypoints[:, None], confidence[:, None], pairs,
-                               self.states, cfg)[0]
+        costs = group_costs(self.rig, keypoints[:, None], confidence[:, None], self.groups, self.states, cfg)
+        for name, cost in costs.items():
+            cost = cost[0]
             unary = np.nan_to_num(cost, nan=0.0) + cfg.flip_cost_px * self.states.sum(1)
             prev = self._previous.get(name)
             if prev is not None:
