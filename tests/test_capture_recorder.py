@@ -18,7 +18,7 @@ from app.capture.frames import Frame, clock
 from app.capture.live import CaptureConfig, LiveCapture
 from app.capture.mkv import MjpegMkvWriter
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig
-from app.capture.session import open_session, read_manifest
+from app.capture.session import TrackReader, open_session, read_manifest
 from app.capture.sources import TestPatternSource, read_barcode
 from app.capture.spec import open_sources
 from app.capture.worker import PreviewPipeline
@@ -111,6 +111,22 @@ def test_recording_keeps_every_frame_and_its_capture_time(tmp_path):
         assert [read_barcode(im) for im in images] == track.source_index.tolist()
     stats = capture.recorder.stats()
     assert stats.dropped == {"a": 0, "b": 0} and stats.error == ""
+
+
+@pytest.mark.skipif(not QCA.exists(), reason="shared data not available")
+@pytest.mark.parametrize(("quality", "min_psnr", "max_psnr"), [(90, 40, 45), (100, 50, 99)])
+def test_mjpeg_quality_100_is_near_lossless_on_a_real_frame(tmp_path, quality, min_psnr, max_psnr):
+    ok, image = cv2.VideoCapture(str(DATA / "pose2sim-demo-single" / "videos" / "cam03.mp4")).read()
+    h, w = image.shape[:2]
+    recorder = Recorder(tmp_path / "r", [CameraEntry("cam03", "test", w, h, 30.0)], RecorderConfig(quality=quality), clock_origin=0.0)
+    recorder.start()
+    recorder.submit(Frame("cam03", 0, 0.0, 0.0, image))
+    recorder.stop()
+    session = open_session(tmp_path / "r")
+    (played,) = decode_all(session.tracks[0].video)  # as any player decodes it
+    assert min_psnr < cv2.PSNR(image, played) < max_psnr
+    # Our reader (libjpeg) and FFmpeg's decoder differ only by their IDCT rounding.
+    assert min_psnr < cv2.PSNR(image, TrackReader(session.tracks[0]).read(0)) < max_psnr
 
 
 def test_recording_saves_the_calibration_and_refuses_a_used_folder(tmp_path):

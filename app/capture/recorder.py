@@ -44,10 +44,15 @@ log = logging.getLogger(__name__)
 
 # codec -> (file suffix, FFmpeg fourcc or None for our own Matroska MJPEG writer, note)
 CODECS: dict[str, tuple[str, str | None, str]] = {
-    "mjpeg": (".mkv", None, "Motion-JPEG in Matroska; near-lossless at quality 95-100; survives a kill"),
+    "mjpeg": (".mkv", None, "Motion-JPEG in Matroska; quality 95+ keeps full colour (4:4:4), 100 is near-lossless; survives a kill"),
     "ffv1": (".mkv", "FFV1", "lossless FFV1 in Matroska (CPU-heavy; for small images)"),
     "xvid": (".avi", "XVID", "MPEG-4 part 2 in AVI (small files, lossy)"),
 }
+
+
+# From this JPEG quality on, colour is kept at full resolution (4:4:4 instead of 4:2:0):
+# on a pose2sim frame 46.8 dB PSNR at 95 and 51.9 dB at 100, against 43.8 dB at 95 in 4:2:0.
+NEAR_LOSSLESS_QUALITY = 95
 
 
 def app_version() -> str:
@@ -59,7 +64,8 @@ def app_version() -> str:
 
 @dataclass(frozen=True)
 class RecorderConfig:
-    """codec: a key of CODECS; quality: JPEG quality 1-100 for "mjpeg"; queue_frames:
+    """codec: a key of CODECS; quality: JPEG quality 1-100 for "mjpeg" (95+: full colour
+    resolution, 100: near-lossless, at 2-4x the size and encoding time); queue_frames:
     frames of one camera that may wait to be written (each holds one pooled buffer);
     min_free_bytes: stop when the disk has less free space than this."""
 
@@ -126,7 +132,10 @@ class _Track:
             image = cv2.resize(image, (self.entry.width, self.entry.height))
         row = f"{self.written},{frame.index},{t:.6f}"
         if self.mkv is not None:
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+            if quality >= NEAR_LOSSLESS_QUALITY:
+                params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+            ok, jpeg = cv2.imencode(".jpg", image, params)
             if not ok:
                 raise TriangulumError(f"camera {self.entry.name}: a frame could not be JPEG-encoded.")
             offset, size = self.mkv.write(jpeg, round(t * 1000))

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", type=Path, help="rig calibration (any supported format): turns on 3D pose estimation")
     p.add_argument("--record", type=Path, metavar="DIR", help="record every frame into this new folder")
     p.add_argument("--codec", choices=sorted(CODECS), default="mjpeg", help="recording codec (default mjpeg)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality for mjpeg, 1-100 (95+: near-lossless)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality for mjpeg, 1-100 (95+: full colour; 100: near-lossless)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C or the sources end)")
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
     p.add_argument("--lockstep", action="store_true", help="hand out every frame set (offline) instead of the newest")
