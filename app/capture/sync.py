@@ -108,7 +108,8 @@ class SyncBuffer:
 
     def push(self, frame: Frame) -> None:
         """Add a frame. Live: never waits (the oldest frame is dropped when the camera's
-        queue is full). Lock-step: waits while the queue is full, until `close()`."""
+        queue is full). Lock-step: waits while the queue is full, until a set makes room,
+        `close()`, or no set can form any more."""
         cam = frame.camera
         with self._cond:
             q = self._queues[cam]
@@ -187,7 +188,7 @@ class SyncBuffer:
 
     @property
     def finished(self) -> bool:
-        """Every camera has ended and no set can be formed any more."""
+        """Too few cameras can still deliver (the others ended): no set will come any more."""
         with self._cond:
             return self._finished()
 
