@@ -103,7 +103,7 @@ def build_config(args: argparse.Namespace):
 def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: float) -> str:
     lines = [f"{result.take.source}: {quality['frames']} frame sets from {len(result.take.cameras)} cameras "
              f"({', '.join(result.take.cameras)}), {seconds:.1f} s "
-             f"({quality['timings']['per_frame_total_ms']:.0f} ms per frame set)."]
+             f"({quality['timings']['per_frame_wall_ms']:.0f} ms per frame set)."]
     tracked = quality["people_tracked"]
     lines.append(f"People found: {len(tracked)} (IDs {', '.join(tracked) or 'none'}); reconstructed: "
                  + (", ".join(f"{p['id']}" + (" (main performer)" if p["id"] == result.main else "")
@@ -116,6 +116,9 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
             f"per limb joint; left/right fixed in "
             + (", ".join(f"{c} ({v['any']} frames)" for c, v in p["left_right_corrected_frames"].items()
                          if v["any"]) or "no view"))
+    if not quality["people"]:
+        lines.append("  Nobody was seen by two or more cameras at once: check that the person is in view of "
+                     "several cameras and that the calibration belongs to these videos.")
     for w in result.take.warnings:
         lines.append(f"  note: {w}")
     lines.append(f"Results in {outdir}/: " + ", ".join(sorted(f.name for f in files)))
