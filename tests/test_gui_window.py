@@ -147,6 +147,20 @@ def test_play_pause_seek_record_export_on_the_sample(make_window, qtbot, tmp_pat
     qtbot.waitUntil(lambda: not c.running and not c.busy, timeout=30_000)
     assert w.panel.start_button.text() == "Start"
 
+    # play the recording back: a session source, with the calibration saved in it
+    w.clear_sources()
+    c.set_calibration(None)
+    w.open_session(take_dir)
+    assert w.panel.source_list.item(0).text() == "session: take1"
+    shown = w.poses_displayed
+    w.toggle_start()
+    qtbot.waitUntil(lambda: w.poses_displayed >= shown + 2, timeout=60_000)
+    assert c.rig is not None and c.rig.names == ["cam01", "cam02", "cam03", "cam04"]
+    assert len(c.runner.media) == session.tracks[0].frames and w.playback.slider.maximum() == len(c.runner.media) - 1
+    assert w.grid.tiles["cam03"].overlay is not None
+    w.toggle_start()
+    qtbot.waitUntil(lambda: not c.running and not c.busy, timeout=30_000)
+
 
 @needs_data
 def test_user_errors_appear_as_sentences_in_the_window(make_window, qtbot, tmp_path):
