@@ -233,6 +233,9 @@ def open_take(inputs: list[Path], calib: Path | None = None) -> Take:
     else:
         by_camera = match_videos(videos, rig, str(calib))
     cameras = [n for n in rig.names if n in by_camera]
+    if len(cameras) < 2:
+        raise TriangulumError(f"{source}: only {len(cameras)} camera(s) with video ({', '.join(cameras) or 'none'}); "
+                              "triangulation needs at least two calibrated cameras.")
     unused = [n for n in rig.names if n not in by_camera]
     if unused:
         warnings.append(f"calibrated camera(s) {', '.join(unused)} have no video and are not used.")
