@@ -9,7 +9,6 @@ outcome comes back as a Qt signal, so the UI thread never waits. Frames and pose
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 from PyQt6 import QtCore
 
-from app.capture.frames import Frame, PoseFrame, clock
+from app.capture.frames import Frame, PoseFrame
 from app.capture.recorder import RecorderConfig
 from app.capture.spec import parse_spec
 from app.gui.history import History, event_rate
@@ -71,11 +70,8 @@ class CaptureController(QtCore.QObject):
         self.take = Take(frame_indexed=False)
         self.history = History()
         self.pose_times: deque[float] = deque(maxlen=512)
-        self.last_pose: PoseFrame | None = None
-        self.last_snapshot: Snapshot | None = None
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-job")
         self._pending = 0
-        self._lock = threading.Lock()
         self._done.connect(self._finish_job)
 
     # --- jobs -----------------------------------------------------------------
@@ -111,13 +107,6 @@ class CaptureController(QtCore.QObject):
                 self.error.emit(str(err))
         if self._pending == 0:
             self.busy_changed.emit(False)
-
-    def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Process events until no job is pending (for tests and the command line)."""
-        deadline = clock() + timeout
-        while self._pending and clock() < deadline:
-            QtCore.QCoreApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        return not self._pending
 
     # --- configuration --------------------------------------------------------
     def add_sources(self, specs: list[str]) -> None:
@@ -204,7 +193,6 @@ class CaptureController(QtCore.QObject):
         self.take = Take(frame_indexed=runner.seekable, fps=media.fps if media is not None else None)
         self.history.clear()
         self.pose_times.clear()
-        self.last_pose = None
         self.running_changed.emit(True)
 
     def stop(self) -> None:
@@ -317,8 +305,6 @@ class CaptureController(QtCore.QObject):
                     self.take.add(p)
                 except TriangulumError as exc:
                     self.error.emit(str(exc))
-        if pose is not None:
-            self.last_pose = pose
         frames = runner.latest_frames()
         if not frames and pose is not None and pose.frameset is not None:
             frames = {f.camera: (f, pose.t_published) for f in pose.frameset.frames}
@@ -330,7 +316,6 @@ class CaptureController(QtCore.QObject):
         if runner is None or (isinstance(runner, LiveRunner) and runner.capture is None):
             return None
         s = runner.snapshot()
-        self.last_snapshot = s
         h = self.history
         for cam, fps in s.camera_fps.items():
             h.add(f"fps:{cam}", s.t, fps)
