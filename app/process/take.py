@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -288,6 +289,7 @@ def process_take(take: Take, config: ProcessConfig | None = None,
         timings: dict[str, float] = {"load_models": clock() - t_init, "decode": 0.0}
         frames: list[FrameResult] = []
         t_start = t_read = clock()
+        cpu_start = time.process_time()
         for fs in prefetch(frame_sets(take, start, stop)):
             # With decoding ahead on another thread this is the time spent waiting for frames.
             timings["decode"] += clock() - t_read
@@ -299,6 +301,7 @@ def process_take(take: Take, config: ProcessConfig | None = None,
                 progress(len(frames), stop - start)
             t_read = clock()
         timings["frames_wall"] = clock() - t_start
+        timings["frames_cpu"] = time.process_time() - cpu_start  # every thread of the process
         tracks = pipeline.people3d.all_tracks()
         ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
         _renumber(frames, ids)
