@@ -142,7 +142,16 @@ class FileSequenceSource(CameraSource):
 
     Subclasses provide `_rewind()` (back to the first frame), `_advance()` (step past one
     frame, False at the end) and `_decode(out)` (the frame just advanced to).
+
+    A paced source that falls behind skips the frames already overdue, as a camera drops
+    frames nobody read, where skipping is cheap (`skip_when_behind`). Where stepping past a
+    frame costs as much as decoding it (compressed video), skipping would only slow it
+    further, and a source short of CPU would deliver ever fewer frames: such a source
+    delivers every frame, late, stamped with its due time, and catches up by reading as fast
+    as it can; its lag shows as latency.
     """
+
+    skip_when_behind = True
 
     def __init__(self, name: str, description: str, fps: float, paced: bool, loop: bool) -> None:
         super().__init__(name, description, paced)
@@ -162,15 +171,15 @@ class FileSequenceSource(CameraSource):
     def _read(self, out: np.ndarray | None) -> Grabbed:
         k = self._next
         skipped = 0
-        if self.paced:
-            # Behind schedule (slow decoding, a stalled consumer): pass over the frames a
-            # camera would have overwritten, as a real camera drops them.
+        if self.paced and self.skip_when_behind:
             skipped = self._wait_for(self.schedule, k)
             for _ in range(skipped):
                 if self._interrupted.is_set():
                     raise SourceEnded(f"{self.description}: stopped")
                 self._step()
             k += skipped
+        elif self.paced:
+            self._sleep_until(self.schedule.due(self.epoch, k))
         self._step()
         image = self._decode(out)
         self._next = k + 1
@@ -190,6 +199,7 @@ class VideoSource(FileSequenceSource):
     """A video file, paced at its own frame rate (or `fps`), or read in lock-step."""
 
     kind = "video"
+    skip_when_behind = False  # skipping an H.264 frame means decoding it
 
     def __init__(self, name: str, path: Path, fps: float | None, paced: bool, loop: bool) -> None:
         self.path = Path(path)
