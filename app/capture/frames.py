@@ -89,8 +89,8 @@ class PoseFrame:
     keypoints2d: (C, J, 2) pixels per view, NaN where a view saw nothing.
     confidences: (C, J) per-view confidences in [0, 1].
     reprojections: (C, J, 2) joints3d projected back into each view, pixels.
-    timings: stage name -> seconds (the pipeline's stages plus the worker's "wait" and
-    "latency"). cameras: names of the C views in order. joint_names: the J joint names.
+    timings: stage name -> seconds (the pipeline's stages plus the worker's "sync",
+    "wait", "process" and "latency"). cameras: names of the C views in order. joint_names: the J joint names.
     frameset: the images the pose came from (for display), None where a subscriber did
     not ask for images. t_published: when the worker published it, seconds on `clock`.
     """

@@ -34,8 +34,8 @@ class PosePipeline(Protocol):
     `process` returns a PoseFrame for the set (index and t_capture from the set, arrays
     shaped as documented on PoseFrame, NaN where nothing was found) with `timings` filled
     per stage (e.g. "detect", "backbone", "triangulate"; seconds). The worker adds
-    "wait" (set ready -> processing starts), "process" (the whole call) and "latency"
-    (capture -> published). Raising an exception skips the set; the worker goes on.
+    "sync" (capture -> the set is complete: delivery and matching), "wait" (set complete
+    -> processing starts), "process" (the whole call) and "latency" (capture -> published). Raising an exception skips the set; the worker goes on.
     """
 
     def process(self, frameset: FrameSet) -> PoseFrame: ...
@@ -197,6 +197,7 @@ class PoseWorker:
             (log.exception if first else log.debug)("pose pipeline failed on set %d", frameset.index)
             return
         t1 = clock()
+        pose.timings["sync"] = frameset.t_ready - frameset.t
         pose.timings["wait"] = t0 - frameset.t_ready
         pose.timings["process"] = t1 - t0
         pose.frameset = frameset
