@@ -7,8 +7,10 @@ Runtimes, in one run and with the same thread count: the TFLite interpreter on M
 .tflite files (reference; run in the mediapipe environment by mediapipe_reference.py), torch
 eager, torch traced (torch.jit.trace + freeze), and ONNX Runtime on our exported graphs; on a
 CUDA machine (--device cuda) torch eager, traced and TensorRT as well. Batch 1 and batch 4
-(the .tflite graphs have a fixed batch of 1, so their batch 4 is four invocations). The
-landmark net here skips the segmentation decoder, which the .tflite graph always runs.
+(the .tflite graphs have a fixed batch of 1, so their batch 4 is four invocations). Each figure
+is the best over repeats and rounds, the rounds alternating the runtimes, because this CPU is
+shared. The landmark net here skips the segmentation decoder, which the .tflite graph always
+runs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ REFERENCE_SCRIPT = Path(__file__).resolve().parent / "mediapipe_reference.py"
 BATCHES = (1, 4)
 
 
-def _median_ms(fn, batch: int, repeats: int, sync=lambda: None) -> float:
+def _best_ms(fn, batch: int, repeats: int, sync=lambda: None) -> float:
+    """Best time per item over `repeats` calls of a batch (the least disturbed on a shared CPU)."""
     for _ in range(3):
         fn()
     sync()
@@ -43,7 +46,7 @@ def _median_ms(fn, batch: int, repeats: int, sync=lambda: None) -> float:
         fn()
         sync()
         times.append((time.perf_counter() - t0) / batch)
-    return 1000.0 * float(np.median(times))
+    return 1000.0 * float(np.min(times))
 
 
 def tflite_reference(mp_python: str, threads: int, repeats: int) -> dict[str, float] | None:
@@ -83,9 +86,9 @@ def torch_rows(device: str, repeats: int) -> dict[str, dict[str, float]]:
         for name, net in nets.items():
             for batch in BATCHES:
                 x = torch.rand(batch, 3, sizes[name], sizes[name], device=device).contiguous(memory_format=layout)
-                rows["torch eager"][f"{name}_b{batch}"] = _median_ms(lambda: net(x), batch, repeats, sync)
+                rows["torch eager"][f"{name}_b{batch}"] = _best_ms(lambda net=net, x=x: net(x), batch, repeats, sync)
                 traced = torch.jit.freeze(torch.jit.trace(net.eval(), x))
-                rows["torch traced"][f"{name}_b{batch}"] = _median_ms(lambda: traced(x), batch, repeats, sync)
+                rows["torch traced"][f"{name}_b{batch}"] = _best_ms(lambda traced=traced, x=x: traced(x), batch, repeats, sync)
     return rows
 
 
@@ -99,7 +102,7 @@ def onnx_rows(repeats: int, threads: int, providers: list[str]) -> dict[str, flo
         model = OnnxRuntimeModel(paths[name], providers=providers, threads=threads)
         for batch in BATCHES:
             x = np.random.default_rng(0).uniform(0, 1, (batch, 3, size, size)).astype(np.float32)
-            row[f"{name}_b{batch}"] = _median_ms(lambda: model(**{key: x}), batch, repeats)
+            row[f"{name}_b{batch}"] = _best_ms(lambda model=model, key=key, x=x: model(**{key: x}), batch, repeats)
     return row
 
 
@@ -113,7 +116,7 @@ def tensorrt_row(repeats: int) -> dict[str, float]:
         model = TensorRTModel(paths[name], max_batch=max(BATCHES), fp16=True)
         for batch in BATCHES:
             x = np.random.default_rng(0).uniform(0, 1, (batch, 3, size, size)).astype(np.float32)
-            row[f"{name}_b{batch}"] = _median_ms(lambda: model(**{key: x}), batch, repeats)
+            row[f"{name}_b{batch}"] = _best_ms(lambda model=model, key=key, x=x: model(**{key: x}), batch, repeats)
     return row
 
 
@@ -122,28 +125,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate all runtimes this many times and keep each one's best")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--mp-python", default=os.environ.get("TRIANGULUM_MP_PYTHON", "/opt/mpref/bin/python"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     rows: dict[str, dict[str, float]] = {}
-    if args.device == "cpu":
-        ref = tflite_reference(args.mp_python, args.threads, args.repeats)
-        if ref:
-            rows["tflite (reference)"] = ref
-    rows.update(torch_rows(args.device, args.repeats))
+
+    def keep_best(name: str, row: dict[str, float] | None) -> None:
+        if row:
+            old = rows.setdefault(name, {})
+            for k, v in row.items():
+                old[k] = min(v, old.get(k, float("inf")))
+
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
-    rows["onnxruntime"] = onnx_rows(args.repeats, args.threads, providers)
-    if args.device == "cuda":
-        rows["tensorrt fp16"] = tensorrt_row(args.repeats)
+    # Rounds alternate the runtimes so that a burst of load from elsewhere hits them alike.
+    for _ in range(args.rounds):
+        if args.device == "cpu":
+            keep_best("tflite (reference)", tflite_reference(args.mp_python, args.threads, args.repeats))
+        for name, row in torch_rows(args.device, args.repeats).items():
+            keep_best(name, row)
+        keep_best("onnxruntime", onnx_rows(args.repeats, args.threads, providers))
+        if args.device == "cuda":
+            keep_best("tensorrt fp16", tensorrt_row(args.repeats))
 
     cols = [f"{n}_b{b}" for n in ("detector", "landmark") for b in BATCHES]
-    print(f"ms per image (detector) / per crop (landmark), {args.device}, {args.threads} threads")
+    print(f"ms per image (detector) / per crop (landmark), {args.device}, {args.threads} threads, "
+          f"best of {args.rounds} x {args.repeats}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'runtime':20s}" + "".join(f"{c:>14s}" for c in cols))
     for name, row in rows.items():
         print(f"{name:20s}" + "".join(f"{row.get(c, float('nan')):14.2f}" for c in cols))
-    result = {"device": args.device, "threads": args.threads, "ms": rows}
+    result = {"device": args.device, "threads": args.threads, "rounds": args.rounds,
+              "repeats": args.repeats, "load_average": os.getloadavg()[0], "ms": rows}
     if "tflite (reference)" in rows:
         ref = rows["tflite (reference)"]
         result["onnxruntime_over_tflite"] = {c: rows["onnxruntime"][c] / ref[c] for c in cols}
