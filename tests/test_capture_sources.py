@@ -204,3 +204,15 @@ def test_four_real_videos_in_lockstep_give_every_set_with_zero_skew():
     assert [p.t_capture - capture.epoch for p in poses] == pytest.approx([k / 60 for k in range(100)])
     assert [c.camera for c in stats.cameras] == ["cam01", "cam02", "cam03", "cam04"]
     assert {c.width for c in stats.cameras} == {1080, 1088}
+
+
+def test_lockstep_capture_reads_paced_specs_unpaced_and_refuses_webcams():
+    capture = LiveCapture(CaptureConfig(sources=["test:a?fps=5&frames=25", "test:b?fps=5&frames=25"], mode="lockstep"))
+    t0 = clock()
+    capture.start()
+    assert wait_for(lambda: capture.finished, timeout=30)
+    capture.stop()
+    assert clock() - t0 < 4.0  # 25 frames at 5 fps would take 5 s paced
+    assert capture.stats().sync.sets == 25
+    with pytest.raises(TriangulumError, match="lock-step"):
+        LiveCapture(CaptureConfig(sources=["webcam:0"], mode="lockstep"))

@@ -23,6 +23,7 @@ from app.capture.spec import open_sources
 from app.capture.stream import PoseStreamer, parse_stream_target
 from app.capture.sync import SyncBuffer, SyncStats, default_tolerance
 from app.capture.worker import PosePipeline, PoseWorker, PreviewPipeline, WorkerStats
+from calibration.errors import TriangulumError
 from calibration.rig import Rig
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ class LiveCapture:
         self.config = config
         self.pipeline = pipeline or PreviewPipeline()
         self.sources = open_sources(config.sources)
+        if config.mode == "lockstep":
+            # Every set of every frame: files are read as fast as the sets are consumed.
+            for s in self.sources:
+                if s.kind == "webcam":
+                    raise TriangulumError(f"camera '{s.name}' is a live webcam and cannot be read in lock-step; leave out --lockstep.")
+                s.paced = False
         self.grabbers: list[Grabber] = []
         self.sync: SyncBuffer | None = None
         self.recorder: Recorder | None = None

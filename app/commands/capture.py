@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for mjpeg, 1-100 (95+: full colour; 100: near-lossless)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C or the sources end)")
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
-    p.add_argument("--lockstep", action="store_true", help="hand out every frame set (offline) instead of the newest")
+    p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
     p.add_argument("--tolerance", type=float, metavar="MS", help="sync tolerance in ms (default: half the slowest frame period)")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="2D pose backend")
     p.set_defaults(func=run)
