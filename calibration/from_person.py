@@ -1,0 +1,333 @@
+"""Calibration from a person instead of a board (the EpipolarPose idea).
+
+The body joints of one person, detected in every view at the same instants, are
+point correspondences: joint j at frame f is the same 3D point in all cameras. With
+the intrinsics known:
+
+1. relative poses of camera pairs from essential matrices of those correspondences
+   (RANSAC), the best pair first;
+2. triangulation of the joints, then the other cameras by PnP against them;
+3. bundle adjustment of camera poses and joint positions with a robust loss, an
+   outlier cull and a second pass;
+4. metric scale from the person's height (the user gives it), floor and Z-up from
+   the feet.
+
+Pure geometry on arrays: which joints are the eyes or the feet is given by the
+caller (engines/ knows the skeletons; calibration does not import it).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from calibration.bundle_adjust import BundleOptions, BundleResult, Observations, bundle_adjust
+from calibration.camera import Camera
+from calibration.errors import TriangulumError
+from calibration.frames import Progress
+from calibration.rig import Rig
+from calibration.world_frame import fit_plane, frame_from_floor, transform_points, transform_rig
+
+# Standing eye height as a fraction of stature (adult anthropometry: the eyes sit
+# about half a head, ~6.5 % of stature, below the top of the head).
+EYE_HEIGHT_RATIO = 0.936
+
+
+@dataclass
+class PersonOptions:
+    """min_confidence: keypoints below it are ignored; ransac_px: epipolar RANSAC
+    threshold; f_scale: robust loss scale (px) of the adjustment; outlier_px: floor of
+    the post-adjustment cull (also 4x the median error); height: the person's stature
+    in metres (None: the scale stays arbitrary); top / feet: joint indices of the eyes
+    and of the feet (heels, toes); top_ratio: eye height / stature; height_percentile:
+    which per-frame height counts as standing upright."""
+
+    min_confidence: float = 0.5
+    ransac_px: float = 4.0
+    f_scale: float = 2.0
+    outlier_px: float = 10.0
+    min_correspondences: int = 30
+    height: float | None = None
+    top: tuple[int, ...] = ()
+    feet: tuple[int, ...] = ()
+    top_ratio: float = EYE_HEIGHT_RATIO
+    height_percentile: float = 90.0
+    root: int | None = None
+
+
+@dataclass
+class PersonResult:
+    """rig: the posed cameras (Z-up world on the floor if feet were given, metres if the
+    height was); points: (F, J, 3) adjusted joints (NaN where not reconstructed);
+    errors: (M,) px of the kept observations; pair_inliers: (C, C) epipolar inliers."""
+
+    rig: Rig
+    points: np.ndarray
+    errors: np.ndarray
+    obs: Observations
+    obs_track: np.ndarray
+    pair_inliers: np.ndarray
+    order: list[str]
+    scale: float | None
+    stature_unscaled: float | None
+    bundle: BundleResult
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"from person: median reprojection error {np.median(self.errors):.2f} px over {len(self.errors)} keypoints, "
+                 f"{int(np.isfinite(self.points[..., 0]).sum())} joint positions",
+                 f"  cameras added in order {self.order}"]
+        if self.scale is not None:
+            lines.append(f"  scale from the person's height: x{self.scale:.4f}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _normalised(rig: Rig, keypoints: np.ndarray) -> np.ndarray:
+    """Distorted pixels to normalised image coordinates. (C, F, J, 2) -> (C, F, J, 2)"""
+    und = rig.undistort(keypoints)
+    out = np.empty_like(und)
+    for c, cam in enumerate(rig.cameras):
+        K = cam.K
+        y = (und[c, ..., 1] - K[1, 2]) / K[1, 1]
+        out[c, ..., 0] = (und[c, ..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+        out[c, ..., 1] = y
+    return out
+
+
+def relative_pose(xa: np.ndarray, xb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pose of camera b relative to camera a from normalised correspondences.
+
+    xa, xb: (N, 2); threshold: RANSAC threshold in normalised units
+    -> (R (3, 3), t (3,) unit length, inlier mask (N,)); x_b = R x_a + t.
+    """
+    E, mask = cv2.findEssentialMat(xa, xb, np.eye(3), method=cv2.RANSAC, prob=0.9999, threshold=threshold, maxIters=5000)
+    if E is None or E.shape != (3, 3):
+        if E is not None and E.shape[0] > 3:
+            E = E[:3]
+        else:
+            return np.eye(3), np.zeros(3), np.zeros(len(xa), bool)
+    n, R, t, mask2 = cv2.recoverPose(E, xa, xb, np.eye(3), mask=mask.copy())
+    return R, t.ravel(), mask2.ravel() > 0
+
+
+def _posed(rig: Rig, poses: dict[int, tuple[np.ndarray, np.ndarray]]) -> Rig:
+    return Rig([Camera(rig.cameras[c].name, rig.cameras[c].size, rig.cameras[c].K, rig.cameras[c].dist, R, t)
+                for c, (R, t) in sorted(poses.items())])
+
+
+def _triangulate(rig: Rig, poses: dict[int, tuple[np.ndarray, np.ndarray]], pts: np.ndarray, valid: np.ndarray,
+                 threshold: float) -> np.ndarray:
+    """Tracks seen by >= 2 posed cameras, RANSAC-triangulated. pts: (C, N, 2) -> (N, 3)"""
+    cams = sorted(poses)
+    sub = _posed(rig, poses)
+    x = np.where(valid[cams][..., None], pts[cams], np.nan)
+    return sub.triangulate(x, method="ransac", threshold=threshold)
+
+
+def calibrate_from_person(
+    keypoints: np.ndarray,
+    confidence: np.ndarray,
+    intrinsics: Rig,
+    options: PersonOptions | None = None,
+    progress: Progress | None = None,
+) -> PersonResult:
+    """Pose the cameras of `intrinsics` from one person's 2D joints.
+
+    keypoints: (C, F, J, 2) distorted pixels, cameras in the rig's order, frame f of
+    every camera at the same instant; confidence: (C, F, J) in [0, 1].
+    """
+    options = options or PersonOptions()
+    keypoints = np.asarray(keypoints, np.float64)
+    confidence = np.asarray(confidence, np.float64)
+    C = len(intrinsics)
+    if keypoints.ndim != 4 or keypoints.shape[0] != C or keypoints.shape[-1] != 2:
+        raise TriangulumError(f"keypoints have shape {keypoints.shape}; expected ({C}, frames, joints, 2) for cameras {intrinsics.names}.")
+    if confidence.shape != keypoints.shape[:-1]:
+        raise TriangulumError(f"confidences have shape {confidence.shape}; expected {keypoints.shape[:-1]}.")
+    _, F, J, _ = keypoints.shape
+    N = F * J
+    valid = (confidence >= options.min_confidence) & np.isfinite(keypoints).all(-1)
+    pts = keypoints.reshape(C, N, 2)
+    valid = valid.reshape(C, N)
+    norm = _normalised(intrinsics, keypoints).reshape(C, N, 2)
+    focal = np.mean([[c.K[0, 0], c.K[1, 1]] for c in intrinsics.cameras])
+    thr = options.ransac_px / focal
+    for c in range(C):
+        if valid[c].sum() < options.min_correspondences:
+            raise TriangulumError(
+                f"camera '{intrinsics.names[c]}': only {int(valid[c].sum())} confident keypoints; the person must be "
+                "visible in every camera (lower --min-confidence or record longer)."
+            )
+    # 1. Pairwise essential matrices.
+    inliers = np.zeros((C, C), np.int64)
+    rel: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for a, b in itertools.combinations(range(C), 2):
+        common = np.where(valid[a] & valid[b])[0]
+        if len(common) < options.min_correspondences:
+            continue
+        R, t, mask = relative_pose(norm[a, common], norm[b, common], thr)
+        rel[(a, b)] = (R, t, common[mask])
+        inliers[a, b] = inliers[b, a] = int(mask.sum())
+    if progress is not None:
+        progress("essential matrices", 1, 1)
+    if not rel:
+        raise TriangulumError("no two cameras see the person's joints at the same frames; check that the videos are synchronised and show the person.")
+    # 2. Best pair, triangulate, add cameras by PnP.
+    a, b = max(rel, key=lambda k: inliers[k])
+    if options.root is not None and options.root in (a, b) and options.root == b:
+        a, b = b, a
+    R, t, _ = rel[(a, b)] if (a, b) in rel else rel[(b, a)]
+    if (a, b) not in rel:  # swapped for the root: invert the pair's pose
+        R, t = R.T, -R.T @ t
+    poses = {a: (np.eye(3), np.zeros(3)), b: (R, t)}
+    order = [intrinsics.names[a], intrinsics.names[b]]
+    # Inlier thresholds in world units are unknown (unit baseline); use pixels throughout.
+    X = _triangulate(intrinsics, poses, pts, valid, 3 * options.ransac_px)
+    while len(poses) < C:
+        best, best_n = None, 0
+        for c in range(C):
+            if c in poses:
+                continue
+            n = int((valid[c] & np.isfinite(X).all(1)).sum())
+            if n > best_n:
+                best, best_n = c, n
+        if best is None or best_n < 6:
+            missing = [intrinsics.names[c] for c in range(C) if c not in poses]
+            raise TriangulumError(f"camera(s) {missing} see too few of the joints the other cameras reconstructed; "
+                                  "film the person where these cameras see them too.")
+        idx = np.where(valid[best] & np.isfinite(X).all(1))[0]
+        cam = intrinsics.cameras[best]
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(
+            X[idx], pts[best, idx], cam.K, cam.dist, reprojectionError=3 * options.ransac_px,
+            iterationsCount=2000, confidence=0.9999, flags=cv2.SOLVEPNP_EPNP,
+        )
+        if not ok or inl is None or len(inl) < 6:
+            raise TriangulumError(f"camera '{cam.name}': its view of the person does not fit the others (PnP failed); "
+                                  "check that its video is synchronised with the rest.")
+        sel = idx[inl.ravel()]
+        rvec, tvec = cv2.solvePnPRefineLM(X[sel], pts[best, sel], cam.K, cam.dist, rvec, tvec)
+        poses[best] = (cv2.Rodrigues(rvec)[0], tvec.ravel())
+        order.append(cam.name)
+        X = _triangulate(intrinsics, poses, pts, valid, 3 * options.ransac_px)
+    if progress is not None:
+        progress("initial poses", 1, 1)
+    # 3. Bundle adjustment over cameras and joint positions.
+    rig0 = _posed(intrinsics, poses)
+    tracks = np.where(np.isfinite(X).all(1))[0]
+    track_of = np.full(N, -1)
+    track_of[tracks] = np.arange(len(tracks))
+    cam_i, trk_i = np.nonzero(valid[:, tracks])
+    obs = Observations(cam_i, trk_i, pts[cam_i, tracks[trk_i]])
+    # Start from observations that agree with the initial reconstruction.
+    err0 = np.linalg.norm(rig0.project(X[tracks])[cam_i, trk_i] - obs.points, axis=-1)
+    keep = np.isfinite(err0) & (err0 < 5 * options.outlier_px)
+    obs, cam_i = obs.subset(keep), cam_i[keep]
+    bopts = BundleOptions(f_scale=options.f_scale, fixed_cameras=(a,))
+    res = bundle_adjust(rig0, obs, X[tracks], bopts)
+    limit = max(options.outlier_px, 4 * float(np.nanmedian(res.errors)))
+    keep = np.isfinite(res.errors) & (res.errors <= limit)
+    if (~keep).any():
+        obs = obs.subset(keep)
+        res = bundle_adjust(res.rig, obs, res.structure, bopts)
+    if progress is not None:
+        progress("bundle adjustment", 1, 1)
+    points = np.full((N, 3), np.nan)
+    seen = np.bincount(obs.element, minlength=len(tracks))
+    # A joint left with one view after the cull is unconstrained: report it as missing.
+    points[tracks[seen >= 2]] = res.structure[seen >= 2]
+    rig = res.rig
+    warnings: list[str] = []
+    for i in range(C):
+        for j in range(i + 1, C):
+            if inliers[i, j] < options.min_correspondences:
+                warnings.append(f"cameras {intrinsics.names[i]} and {intrinsics.names[j]} share only {inliers[i, j]} "
+                                "consistent joint views; they are linked through other cameras.")
+    # 4. Floor, up and scale.
+    scale = stature = None
+    P = points.reshape(F, J, 3)
+    if options.feet:
+        rig, P, scale, stature = _floor_and_scale(rig, P, options, warnings)
+    elif options.height is not None:
+        warnings.append("the person's height was given without foot joints; the scale and the floor were not set.")
+    rig.metadata.update({"adjusted": True, "source": "from-person"})
+    for c, cam in enumerate(rig.cameras):
+        e = res.errors[obs.camera == c]
+        cam.rmse = float(np.sqrt(np.mean(e**2))) if e.size else None
+    # Reorder cameras as given (posing order differs).
+    rig = Rig([rig[n] for n in intrinsics.names], rig.metadata)
+    return PersonResult(rig, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
+
+
+def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
+    """Z-up floor frame from the feet and metric scale from the stature. P: (F, J, 3).
+
+    The floor is the plane through the planted (still) foot positions when they cover
+    an area (the person walked about). When they do not (standing or balancing in one
+    spot: one or two blobs, which any plane fits) the floor is square to the body's
+    up direction (feet -> eyes in the frames where that is longest, i.e. where the
+    person stands upright). Either way it passes through the lowest planted feet.
+    """
+    feet_idx = list(options.feet)
+    top_idx = list(options.top) or [j for j in range(P.shape[1]) if j not in feet_idx]
+    foot_tracks = P[:, feet_idx]  # (F, K, 3)
+    feet = foot_tracks.reshape(-1, 3)
+    feet = feet[np.isfinite(feet).all(-1)]
+    if len(feet) < 3:
+        warnings.append("the feet were not reconstructed; the floor and scale were not set.")
+        return rig, P, None, None
+    with np.errstate(all="ignore"):
+        axis = np.nanmean(P[:, top_idx], 1) - np.nanmean(P[:, feet_idx], 1)  # (F, 3)
+    axis = axis[np.isfinite(axis).all(-1)]
+    if len(axis) == 0:
+        warnings.append("the body's upright direction could not be measured; the floor and scale were not set.")
+        return rig, P, None, None
+    lengths = np.linalg.norm(axis, axis=-1)
+    size = float(np.median(lengths))  # feet -> eyes, unscaled units
+    # The body is longest when it stands upright: take its direction in those frames.
+    tall = lengths >= np.percentile(lengths, options.height_percentile)
+    up = np.median(axis[tall] / lengths[tall, None], 0)
+    up /= np.linalg.norm(up)
+    # Feet on the floor stand still; a raised foot moves. Keep the still ones.
+    step = np.linalg.norm(np.diff(foot_tracks, axis=0), axis=-1)  # (F-1, K)
+    still = np.zeros(foot_tracks.shape[:2], bool)
+    still[1:] = step < 0.01 * size
+    still[:-1] |= step < 0.01 * size
+    planted = foot_tracks[still & np.isfinite(foot_tracks).all(-1)]
+    normal = None
+    if len(planted) >= 10:
+        sv = np.linalg.svd(planted - planted.mean(0), compute_uv=False) / np.sqrt(len(planted))
+        if sv[1] > 0.1 * size:  # planted feet cover an area (the person walked): fit the floor
+            n, _, _ = fit_plane(planted, threshold=0.02 * size)
+            n = n if n @ up > 0 else -n
+            if np.degrees(np.arccos(np.clip(n @ up, -1, 1))) < 30:
+                normal = n
+    if normal is None:
+        normal = up
+        warnings.append("the feet stayed in one spot, so the floor's tilt comes from the body's upright posture "
+                        "(expect some degrees of error); walk across the capture volume for a level floor.")
+    feet = planted if len(planted) >= 3 else feet
+    offset = float(np.percentile(feet @ normal, 5))  # the lowest foot positions touch the floor
+    centre_feet = np.median(feet, 0)
+    forward = rig.cameras[0].R[2]  # first camera's viewing direction, levelled
+    R, t = frame_from_floor(normal, offset, normal, centre_feet, forward)
+    rig = transform_rig(rig, 1.0, R, t)
+    P = transform_points(P, 1.0, R, t)
+    scale = stature = None
+    if options.height is not None:
+        if not options.top:
+            warnings.append("no eye joints were given; the scale was not set from the height.")
+        else:
+            eye_z = np.nanmean(P[:, list(options.top), 2], axis=1)  # (F,)
+            eye_z = eye_z[np.isfinite(eye_z)]
+            if eye_z.size == 0:
+                warnings.append("the eyes were not reconstructed; the scale was not set from the height.")
+            else:
+                stature = float(np.percentile(eye_z, options.height_percentile)) / options.top_ratio
+                scale = options.height / stature
+                rig = transform_rig(rig, scale, np.eye(3), np.zeros(3))
+                P = P * scale
+    return rig, P, scale, stature
