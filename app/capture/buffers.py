@@ -92,7 +92,3 @@ class FramePool:
     def available(self) -> int:
         """Number of free buffers right now."""
         return len(self._free)
-
-    @property
-    def nbytes(self) -> int:
-        return self._store.nbytes

@@ -32,7 +32,6 @@ from app.capture.session import (
     CALIBRATION,
     FORMAT,
     FORMAT_VERSION,
-    MANIFEST,
     timestamp_columns,
     write_manifest,
 )
@@ -347,7 +346,3 @@ class Recorder:
                 bytes=sum(t.path.stat().st_size for t in self._tracks.values() if t.path.exists()),
                 error=self._error,
             )
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.directory / MANIFEST

@@ -74,7 +74,6 @@ class Mailbox:
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
-        self.delivered = 0
 
     def put(self, pose: PoseFrame) -> None:
         with self._cond:
@@ -93,7 +92,6 @@ class Mailbox:
                 self._cond.wait(timeout)
             if not self._items:
                 return None
-            self.delivered += 1
             return self._items.popleft()
 
     def close(self) -> None:
