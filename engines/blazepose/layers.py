@@ -30,15 +30,16 @@ def relu6(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, 0.0, 6.0)
 
 
-def depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
-    """TF DEPTH_TO_SPACE (DCR order): (B, C*b*b, H, W) -> (B, C, H*b, W*b).
+def depth_to_space(x: torch.Tensor, block: int, channels: int, size: int) -> torch.Tensor:
+    """TF DEPTH_TO_SPACE (DCR order): (B, channels*b*b, size, size) -> (B, channels, size*b, size*b).
 
     torch.pixel_shuffle uses CRD order, so it would scramble the channels of the TFLite weights.
+    The sizes are passed in rather than read from x.shape so that the exported graph has
+    constant reshapes (no Shape/Gather chains for the runtimes to evaluate).
     """
-    b, c, h, w = x.shape
-    x = x.reshape(b, block, block, c // (block * block), h, w)
+    x = x.reshape(-1, block, block, channels, size, size)
     x = x.permute(0, 3, 4, 1, 5, 2)
-    return x.reshape(b, c // (block * block), h * block, w * block)
+    return x.reshape(-1, channels, size * block, size * block)
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

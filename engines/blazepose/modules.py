@@ -42,17 +42,17 @@ class SSDHead(nn.Module):
     (B, C, 2H, 2W) -> scores (B, H*W*A, 1), regressors (B, H*W*A, 12) in NHWC anchor order.
     """
 
-    def __init__(self, channels: int, anchors: int):
+    def __init__(self, channels: int, anchors: int, cells: int):
         super().__init__()
+        self.boxes = cells * cells * anchors
         self.cls_dw = depthwise(channels, 3, stride=2, pad=1)
         self.cls = conv1x1(channels, anchors)
         self.reg_dw = depthwise(channels, 3, stride=2, pad=1)
         self.reg = conv1x1(channels, anchors * 12)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = x.shape[0]
-        scores = self.cls(self.cls_dw(x)).permute(0, 2, 3, 1).reshape(b, -1, 1)
-        boxes = self.reg(self.reg_dw(x)).permute(0, 2, 3, 1).reshape(b, -1, 12)
+        scores = self.cls(self.cls_dw(x)).permute(0, 2, 3, 1).reshape(-1, self.boxes, 1)
+        boxes = self.reg(self.reg_dw(x)).permute(0, 2, 3, 1).reshape(-1, self.boxes, 12)
         return scores, boxes
 
 
@@ -90,9 +90,9 @@ class BlazePoseDetector(nn.Module):
         self.fpn14 = nn.ModuleList([ResidualDW(192, dw_act=False) for _ in range(2)])
         self.up28 = conv1x1(192, 96)
         self.fpn28 = nn.ModuleList([ResidualDW(96, dw_act=False) for _ in range(2)])
-        self.head8 = SSDHead(24, 2)  # 28 x 28 x 2 anchors
-        self.head16 = SSDHead(48, 2)  # 14 x 14 x 2
-        self.head32 = SSDHead(288, 6)  # 7 x 7 x 6
+        self.head8 = SSDHead(24, 2, 28)  # 28 x 28 x 2 anchors
+        self.head16 = SSDHead(48, 2, 14)  # 14 x 14 x 2
+        self.head32 = SSDHead(288, 6, 7)  # 7 x 7 x 6
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.b1(self.stem(x))
@@ -109,9 +109,9 @@ class BlazePoseDetector(nn.Module):
         p28 = lat28 + relu6(self.up28(upsample2x(p14)))
         for block in self.fpn28:
             p28 = block(p28)
-        s8, r8 = self.head8(depth_to_space(p28, 2))
-        s16, r16 = self.head16(depth_to_space(p14, 2))
-        s32, r32 = self.head32(depth_to_space(top, 2))
+        s8, r8 = self.head8(depth_to_space(p28, 2, 24, 28))
+        s16, r16 = self.head16(depth_to_space(p14, 2, 48, 14))
+        s32, r32 = self.head32(depth_to_space(top, 2, 288, 7))
         return torch.cat([r8, r16, r32], dim=1), torch.cat([s8, s16, s32], dim=1)
 
     def tflite_conv_order(self) -> list[str]:
@@ -191,7 +191,6 @@ class BlazePoseLandmark(nn.Module):
         self.flag_out = nn.Conv2d(288, 1, 2)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        b = x.shape[0]
         x = self.b1(self.stem(x))
         s128 = self.skip128(x)
         x = self.b3(self.b2(x))
@@ -215,9 +214,9 @@ class BlazePoseLandmark(nn.Module):
         r = self.reg_down2(r)
         for block in self.reg2:
             r = block(r)
-        out["landmarks"] = self.landmarks_out(r).reshape(b, NUM_LANDMARKS, 5)
-        out["world"] = self.world_out(r).reshape(b, NUM_LANDMARKS, 3)
-        out["pose_flag"] = torch.sigmoid(self.flag_out(r)).reshape(b)
+        out["landmarks"] = self.landmarks_out(r).reshape(-1, NUM_LANDMARKS, 5)
+        out["world"] = self.world_out(r).reshape(-1, NUM_LANDMARKS, 3)
+        out["pose_flag"] = torch.sigmoid(self.flag_out(r)).reshape(-1)
 
         if self.with_segmentation:
             s = upsample2x(self.seg_in(features)) + s128
