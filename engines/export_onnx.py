@@ -96,6 +96,40 @@ def ensure_exported(model_dir: Path | None = None, dynamic: bool = True) -> dict
     return paths
 
 
+TRT_OPS_FILE = Path(__file__).resolve().parent / "runtimes" / "tensorrt_onnx_ops.json"
+
+
+def unsupported_by_tensorrt(path: Path) -> set[str]:
+    """Operator types of the ONNX graph at `path` missing from TensorRT's support list."""
+    import json
+
+    import onnx
+
+    supported = set(json.loads(TRT_OPS_FILE.read_text())["supported"])
+    return {n.op_type for n in onnx.load(str(path)).graph.node} - supported
+
+
+def max_abs_diff(path: Path, batch: int) -> dict[str, float]:
+    """Max |ONNX Runtime - torch| per output on a smooth synthetic batch."""
+    import numpy as np
+
+    from engines.runtimes.onnx_runtime import OnnxRuntimeModel
+
+    model = OnnxRuntimeModel(path)
+    name = model.input_names[0]
+    size = DETECTOR_INPUT if name == "images" else LANDMARK_INPUT
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    x = np.stack([np.stack([xx, yy, 0.5 + 0.5 * np.sin(9 * xx + 4 * yy + i)]) for i in range(batch)])
+    x = x.astype(np.float32) * (2 if name == "images" else 1) - (1 if name == "images" else 0)
+    with torch.no_grad():
+        if name == "images":
+            ref = dict(zip(DETECTOR_OUTPUTS, load_detector()(torch.from_numpy(x)), strict=True))
+        else:
+            ref = load_landmark()(torch.from_numpy(x))
+    out = model(**{name: x})
+    return {k: float(np.abs(out[k] - ref[k].numpy()).max()) for k in out}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export the BlazePose networks to ONNX.")
     parser.add_argument("out_dir", type=Path)
@@ -107,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "dyn" if dynamic else f"b{batch}"
     for name, fn in (("detector", export_detector), ("landmark_full", export_landmark)):
         path = fn(args.out_dir / f"blazepose_{name}_{suffix}.onnx", dynamic, batch)
+        missing = unsupported_by_tensorrt(path)
+        diffs = max_abs_diff(path, 2 if dynamic else batch)
         print(f"wrote {path}")
+        print("  ops outside TensorRT's list: " + (", ".join(sorted(missing)) or "none"))
+        print("  max |onnxruntime - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     return 0
 
 

@@ -64,7 +64,8 @@ def test_onnxruntime_matches_torch_static_and_dynamic_batch(exported):
         out = OnnxRuntimeModel(exported[("landmark", kind)])(crops=x)
         for name in ("landmarks", "pose_flag", "heatmaps", "world", "features"):
             assert out[name].shape == tuple(ref[name].shape), name
-            assert np.abs(out[name] - ref[name].numpy()).max() < 2e-3, name
+            tol = 2e-2 if name == "landmarks" else 2e-3  # landmarks are in 256-crop pixels
+            assert np.abs(out[name] - ref[name].numpy()).max() < tol, name
 
 
 @pytest.mark.slow
