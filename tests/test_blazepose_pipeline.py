@@ -129,3 +129,15 @@ def test_agrees_with_mediapipe_pose_on_the_first_frames(tmp_path):
             dist.append(np.linalg.norm(pose.keypoints[:33] - ref[f"landmarks_{v}"][i, :, :2], axis=1))
     dist = np.concatenate(dist)
     assert np.median(dist) < 1.5 and np.percentile(dist, 95) < 10
+
+
+@pytest.mark.slow
+def test_onnxruntime_backend_gives_the_same_poses_as_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIANGULUM_CACHE", str(tmp_path))
+    frames = frame_sets(1)[0]
+    torch_poses = BlazePoseEstimator("torch")(frames)
+    ort_poses = BlazePoseEstimator("onnxruntime")(frames)
+    for a, b in zip(torch_poses, ort_poses, strict=True):
+        assert np.abs(a.keypoints[:33] - b.keypoints[:33]).max() < 0.5
+        assert np.abs(a.confidence - b.confidence).max() < 1e-3
+    assert any(tmp_path.rglob("*.onnx"))  # exported into the cache it was pointed at
