@@ -358,45 +358,58 @@ def render_board(board: Board, dpi: float = 300.0) -> tuple[np.ndarray, float]:
     return image, px / (board.square_size / INCH)
 
 
+def _fits(page: tuple[float, float], need: tuple[float, float]) -> tuple[float, float] | None:
+    """The page, turned to landscape if that is what fits, or None."""
+    if page[0] >= need[0] - 1e-9 and page[1] >= need[1] - 1e-9:
+        return page
+    if page[1] >= need[0] - 1e-9 and page[0] >= need[1] - 1e-9:
+        return page[1], page[0]
+    return None
+
+
 def board_page(board: Board, dpi: float = 300.0, paper: tuple[float, float] | None = None) -> tuple[np.ndarray, float, tuple[float, float]]:
     """A printable page: the board centred, a caption and a 100 mm check bar.
 
-    -> (image (H, W) uint8, dpi, page size (width, height) metres). Without `paper`
-    (or board.paper) the smallest standard sheet that fits is used, else a custom one.
+    -> (image (H, W) uint8, dpi, page size (width, height) metres). `paper` must hold
+    the board (margins and caption shrink or go if needed); without it the board's
+    own paper is used if the board fits with margins, else the smallest standard
+    sheet that does, else a custom page.
     """
     grid, dpi = render_board(board, dpi)
-    margin = 0.012
-    caption_h = 0.03
     bw, bh = board.size_m
+    margin, caption_h = 0.012, 0.03
     need = (bw + 2 * margin, bh + 2 * margin + caption_h)
-    page = paper or board.paper
-    if page is None:
-        fits = [p for p in PAPERS.values() if p[0] >= need[0] and p[1] >= need[1]]
-        page = min(fits, key=lambda p: p[0] * p[1]) if fits else need
-    if page[0] < need[0] - 1e-9 or page[1] < need[1] - 1e-9:
-        if page[1] >= need[0] and page[0] >= need[1]:
-            page = (page[1], page[0])  # landscape fits
-        else:
+    if paper is not None:
+        page = _fits(paper, (bw, bh))
+        if page is None:
             raise TriangulumError(
                 f"board '{board.name}' ({bw * 100:.1f} x {bh * 100:.1f} cm) does not fit on a "
-                f"{page[0] * 100:.1f} x {page[1] * 100:.1f} cm page; use larger paper or smaller squares."
+                f"{paper[0] * 100:.1f} x {paper[1] * 100:.1f} cm page; use larger paper or smaller squares."
             )
+    else:
+        options = ([board.paper] if board.paper else []) + sorted(PAPERS.values(), key=lambda p: p[0] * p[1])
+        page = next((f for f in (_fits(p, need) for p in options) if f is not None), need)
+    room = page[1] - bh
+    with_caption = room >= 2 * 0.005 + caption_h
+    margin = min(margin, (page[0] - bw) / 2, (room - (caption_h if with_caption else 0)) / 2)
     to_px = dpi / INCH
     W, H = int(round(page[0] * to_px)), int(round(page[1] * to_px))
     image = np.full((H, W), 255, np.uint8)
     x0 = (W - grid.shape[1]) // 2
-    y0 = int(round(margin * to_px))
-    image[y0 : y0 + grid.shape[0], x0 : x0 + grid.shape[1]] = grid
-    # Caption and a 100 mm bar to check the printer did not rescale.
-    y = y0 + grid.shape[0] + int(0.010 * to_px)
-    bar = int(round(0.100 * to_px))
-    thick = max(2, int(0.001 * to_px))
-    cv2.rectangle(image, (x0, y), (x0 + bar, y + thick), 0, -1)
-    for x in (x0, x0 + bar):
-        cv2.line(image, (x, y - 3 * thick), (x, y + 4 * thick), 0, thick)
-    font_scale = 0.0009 * to_px / 10
-    text = f"{board.describe()}  |  bar = 100 mm: measure it"
-    cv2.putText(image, text, (x0, y + int(0.012 * to_px)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 0, max(1, thick // 2), cv2.LINE_AA)
+    y0 = max(0, int(round(margin * to_px)))
+    gh, gw = min(grid.shape[0], H - y0), min(grid.shape[1], W - max(x0, 0))
+    image[y0 : y0 + gh, max(x0, 0) : max(x0, 0) + gw] = grid[:gh, :gw]
+    if with_caption:
+        # Caption and a 100 mm bar to check the printer did not rescale.
+        y = y0 + grid.shape[0] + int(0.010 * to_px)
+        bar = int(round(0.100 * to_px))
+        thick = max(2, int(0.001 * to_px))
+        cv2.rectangle(image, (x0, y), (x0 + bar, y + thick), 0, -1)
+        for x in (x0, x0 + bar):
+            cv2.line(image, (x, y - 3 * thick), (x, y + 4 * thick), 0, thick)
+        font_scale = 0.0009 * to_px / 10
+        text = f"{board.describe()}  |  bar = 100 mm: measure it"
+        cv2.putText(image, text, (x0, y + int(0.012 * to_px)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 0, max(1, thick // 2), cv2.LINE_AA)
     return image, dpi, page
 
 

@@ -33,6 +33,7 @@ from calibration.errors import TriangulumError
 from calibration.frames import FrameSource, Progress, find_sync_table, load_sync_table
 from calibration.intrinsics import detect_views, no_board_error
 from calibration.rig import Rig
+from calibration.world_frame import frame_from_board, frame_from_camera, transform_rig
 
 Detections = dict[str, dict[int, Detection]]
 """{camera name: {sync index: Detection}}"""
@@ -225,6 +226,7 @@ class ExtrinsicsResult:
     errors: np.ndarray
     dropped: int
     bundle: BundleResult
+    board_points: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
     def per_camera_rms(self) -> dict[str, float]:
@@ -232,6 +234,32 @@ class ExtrinsicsResult:
             name: float(np.sqrt(np.mean(self.errors[self.obs.camera == c] ** 2))) if np.any(self.obs.camera == c) else float("nan")
             for c, name in enumerate(self.rig.names)
         }
+
+    def tracks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Observations as tracks for the quality report.
+
+        -> (points (C, N, 2) px NaN where unseen, instant (N,), world position (N, 3))
+        with one track per (instant, corner) kept by the adjustment.
+        """
+        keys = np.stack([self.obs_sync, self.obs_corner], 1)
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        pts = np.full((len(self.rig), len(uniq), 2), np.nan)
+        pts[self.obs.camera, inv] = self.obs.points
+        world = np.full((len(uniq), 3), np.nan)
+        for n, (sync, corner) in enumerate(uniq):
+            R, t = params_to_pose(self.board_poses[int(sync)])
+            world[n] = R @ self.board_points[int(corner)] + t
+        return pts, uniq[:, 0], world
+
+    def set_world(self, s: float, R: np.ndarray, t: np.ndarray, label: str) -> None:
+        """Re-express the rig and board poses in the world X' = s R X + t."""
+        self.rig = transform_rig(self.rig, s, R, t)
+        self.rig.metadata["world"] = label
+        for k, p in self.board_poses.items():
+            Rb, tb = params_to_pose(p)
+            self.board_poses[k] = pose_to_params(R @ Rb, s * R @ tb + t)
+        self.board_points = self.board_points * s
 
     def summary(self) -> str:
         lines = [f"extrinsics: median reprojection error {np.median(self.errors):.3f} px over {len(self.errors)} corners "
@@ -381,10 +409,36 @@ def calibrate_extrinsics(
         errors=res.errors,
         dropped=dropped,
         bundle=res,
+        board_points=board.object_points.copy(),
         warnings=warnings,
     )
 
 
-def board_pose_matrix(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A board pose from ExtrinsicsResult.board_poses as (R (3, 3), t (3,)) board->world."""
-    return params_to_pose(params)
+def set_world_frame(result: ExtrinsicsResult, spec: str) -> None:
+    """Choose the world frame of an extrinsic calibration.
+
+    spec: "camera:NAME" (that camera's frame), "board:SYNC" (the board at that instant
+    lies on the floor: origin at its corner, Z up) or "board:first" (the first instant
+    at which the board was seen).
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "camera":
+        name = arg or result.rig.names[0]
+        R, t = frame_from_camera(result.rig, name)
+        result.set_world(1.0, R, t, f"camera {name}")
+    elif kind == "board":
+        syncs = sorted(result.board_poses)
+        if arg in ("", "first"):
+            sync = syncs[0]
+        else:
+            try:
+                sync = int(arg)
+            except ValueError:
+                raise TriangulumError(f"world frame '{spec}': give board:INSTANT with an instant number, or board:first.") from None
+            if sync not in result.board_poses:
+                near = min(syncs, key=lambda k: abs(k - sync))
+                raise TriangulumError(f"world frame '{spec}': the board has no pose at instant {sync} (nearest with one: {near}).")
+        R, t = frame_from_board(*params_to_pose(result.board_poses[sync]))
+        result.set_world(1.0, R, t, f"z-up, board on the floor at instant {sync}")
+    else:
+        raise TriangulumError(f"world frame '{spec}' is unknown; use camera:NAME, board:INSTANT or board:first.")

@@ -43,7 +43,8 @@ class PersonOptions:
     the post-adjustment cull (also 4x the median error); height: the person's stature
     in metres (None: the scale stays arbitrary); top / feet: joint indices of the eyes
     and of the feet (heels, toes); top_ratio: eye height / stature; height_percentile:
-    which per-frame height counts as standing upright."""
+    which per-frame height counts as standing upright; max_frames: frames used, evenly
+    spaced (consecutive video frames add little but time)."""
 
     min_confidence: float = 0.5
     ransac_px: float = 4.0
@@ -56,6 +57,7 @@ class PersonOptions:
     top_ratio: float = EYE_HEIGHT_RATIO
     height_percentile: float = 90.0
     root: int | None = None
+    max_frames: int | None = 100
 
 
 @dataclass
@@ -65,6 +67,7 @@ class PersonResult:
     errors: (M,) px of the kept observations; pair_inliers: (C, C) epipolar inliers."""
 
     rig: Rig
+    frames: np.ndarray
     points: np.ndarray
     errors: np.ndarray
     obs: Observations
@@ -75,6 +78,17 @@ class PersonResult:
     stature_unscaled: float | None
     bundle: BundleResult
     warnings: list[str] = field(default_factory=list)
+
+    def tracks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Kept observations as tracks for the quality report.
+
+        -> (points (C, N, 2) px NaN where unseen, frame (N,), world position (N, 3))
+        """
+        J = self.points.shape[1]
+        uniq, inv = np.unique(self.obs_track, return_inverse=True)
+        pts = np.full((len(self.rig), len(uniq), 2), np.nan)
+        pts[self.obs.camera, inv.ravel()] = self.obs.points
+        return pts, self.frames[uniq // J], self.points.reshape(-1, 3)[uniq]
 
     def summary(self) -> str:
         lines = [f"from person: median reprojection error {np.median(self.errors):.2f} px over {len(self.errors)} keypoints, "
@@ -104,7 +118,7 @@ def relative_pose(xa: np.ndarray, xb: np.ndarray, threshold: float) -> tuple[np.
     xa, xb: (N, 2); threshold: RANSAC threshold in normalised units
     -> (R (3, 3), t (3,) unit length, inlier mask (N,)); x_b = R x_a + t.
     """
-    E, mask = cv2.findEssentialMat(xa, xb, np.eye(3), method=cv2.RANSAC, prob=0.9999, threshold=threshold, maxIters=5000)
+    E, mask = cv2.findEssentialMat(xa, xb, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=threshold, maxIters=2000)
     if E is None or E.shape != (3, 3):
         if E is not None and E.shape[0] > 3:
             E = E[:3]
@@ -148,6 +162,10 @@ def calibrate_from_person(
         raise TriangulumError(f"keypoints have shape {keypoints.shape}; expected ({C}, frames, joints, 2) for cameras {intrinsics.names}.")
     if confidence.shape != keypoints.shape[:-1]:
         raise TriangulumError(f"confidences have shape {confidence.shape}; expected {keypoints.shape[:-1]}.")
+    frames = np.arange(keypoints.shape[1])
+    if options.max_frames is not None and len(frames) > options.max_frames:
+        frames = np.unique(np.linspace(0, len(frames) - 1, options.max_frames).round().astype(int))
+        keypoints, confidence = keypoints[:, frames], confidence[:, frames]
     _, F, J, _ = keypoints.shape
     N = F * J
     valid = (confidence >= options.min_confidence) & np.isfinite(keypoints).all(-1)
@@ -259,7 +277,7 @@ def calibrate_from_person(
         cam.rmse = float(np.sqrt(np.mean(e**2))) if e.size else None
     # Reorder cameras as given (posing order differs).
     rig = Rig([rig[n] for n in intrinsics.names], rig.metadata)
-    return PersonResult(rig, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
+    return PersonResult(rig, frames, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
 
 
 def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
@@ -315,6 +333,7 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
     forward = rig.cameras[0].R[2]  # first camera's viewing direction, levelled
     R, t = frame_from_floor(normal, offset, normal, centre_feet, forward)
     rig = transform_rig(rig, 1.0, R, t)
+    rig.metadata["world"] = "z-up, floor from the feet"
     P = transform_points(P, 1.0, R, t)
     scale = stature = None
     if options.height is not None:

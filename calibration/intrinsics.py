@@ -224,10 +224,11 @@ def _solve(obj: list[np.ndarray], img: list[np.ndarray], size: tuple[int, int], 
     if options.model == "fisheye":
         K = np.eye(3)
         D = np.zeros((4, 1))
-        flags = cv2.fisheye.CALIB_RECOMPUTE_EXTRINSIC | cv2.fisheye.CALIB_FIX_SKEW
+        flags = cv2.CALIB_RECOMPUTE_EXTRINSIC | cv2.CALIB_FIX_SKEW
         crit = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-9)
-        o = [p.reshape(-1, 1, 3).astype(np.float64) for p in obj]
-        i = [p.reshape(-1, 1, 2).astype(np.float64) for p in img]
+        # OpenCV 5's fisheye calibration accepts views shaped (1, N, 3) / (1, N, 2) only.
+        o = [p.reshape(1, -1, 3).astype(np.float64) for p in obj]
+        i = [p.reshape(1, -1, 2).astype(np.float64) for p in img]
         _, K, D, rvecs, tvecs = cv2.fisheye.calibrate(o, i, size, K, D, flags=flags, criteria=crit)
         errs = []
         for oo, ii, r, t in zip(o, i, rvecs, tvecs, strict=True):
@@ -251,6 +252,8 @@ def fisheye_to_standard(K: np.ndarray, D: np.ndarray, size: tuple[int, int], nam
     linear least squares. -> (Camera, max error in px over the grid by Camera.project)
     """
     W, H = size
+    K = np.asarray(K, np.float64)
+    D = np.asarray(D, np.float64)
     u, v = np.meshgrid(np.linspace(0, W - 1, 41), np.linspace(0, H - 1, 41))
     px = np.stack([u.ravel(), v.ravel()], -1)
     rays = cv2.fisheye.undistortPoints(px.reshape(-1, 1, 2).astype(np.float64), K, D.reshape(4, 1)).reshape(-1, 2)

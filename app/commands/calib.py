@@ -10,6 +10,7 @@ import importlib
 
 CALIB_MODULES: list[str] = [
     "app.commands.calib_files",
+    "app.commands.calib_solve",
 ]
 
 
