@@ -29,7 +29,12 @@ from calibration.camera import Camera
 from calibration.errors import TriangulumError
 from calibration.frames import Progress
 from calibration.rig import Rig
-from calibration.world_frame import fit_plane, frame_from_floor, transform_points, transform_rig
+from calibration.world_frame import (
+    fit_parallel_planes,
+    frame_from_floor,
+    transform_points,
+    transform_rig,
+)
 
 # Standing eye height as a fraction of stature (adult anthropometry: the eyes sit
 # about half a head, ~6.5 % of stature, below the top of the head).
@@ -41,8 +46,9 @@ class PersonOptions:
     """min_confidence: keypoints below it are ignored; ransac_px: epipolar RANSAC
     threshold; f_scale: robust loss scale (px) of the adjustment; outlier_px: floor of
     the post-adjustment cull (also 4x the median error); height: the person's stature
-    in metres (None: the scale stays arbitrary); top / feet: joint indices of the eyes
-    and of the feet (heels, toes); top_ratio: eye height / stature; height_percentile:
+    in metres (None: the scale stays arbitrary); top: joint indices of the eyes; feet:
+    groups of foot joints that sit at one height above the floor, e.g. ((left heel,
+    right heel), (left toe, right toe)); top_ratio: eye height / stature; height_percentile:
     which per-frame height counts as standing upright; max_frames: frames used, evenly
     spaced (consecutive video frames add little but time)."""
 
@@ -53,7 +59,7 @@ class PersonOptions:
     min_correspondences: int = 30
     height: float | None = None
     top: tuple[int, ...] = ()
-    feet: tuple[int, ...] = ()
+    feet: tuple[tuple[int, ...], ...] = ()
     top_ratio: float = EYE_HEIGHT_RATIO
     height_percentile: float = 90.0
     root: int | None = None
@@ -283,13 +289,14 @@ def calibrate_from_person(
 def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
     """Z-up floor frame from the feet and metric scale from the stature. P: (F, J, 3).
 
-    The floor is the plane through the planted (still) foot positions when they cover
-    an area (the person walked about). When they do not (standing or balancing in one
+    The floor is fitted through the planted (still) foot positions when they cover an
+    area (the person walked about), one offset per foot keypoint since heels and toes
+    sit at different heights (world_frame.fit_parallel_planes). When they do not (standing or balancing in one
     spot: one or two blobs, which any plane fits) the floor is square to the body's
     up direction (feet -> eyes in the frames where that is longest, i.e. where the
     person stands upright). Either way it passes through the lowest planted feet.
     """
-    feet_idx = list(options.feet)
+    feet_idx = [j for group in options.feet for j in group]
     top_idx = list(options.top) or [j for j in range(P.shape[1]) if j not in feet_idx]
     foot_tracks = P[:, feet_idx]  # (F, K, 3)
     feet = foot_tracks.reshape(-1, 3)
@@ -314,19 +321,22 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
     still = np.zeros(foot_tracks.shape[:2], bool)
     still[1:] = step < 0.01 * size
     still[:-1] |= step < 0.01 * size
-    planted = foot_tracks[still & np.isfinite(foot_tracks).all(-1)]
+    still &= np.isfinite(foot_tracks).all(-1)
+    col = {j: k for k, j in enumerate(feet_idx)}
+    groups = [np.concatenate([foot_tracks[still[:, col[j]], col[j]] for j in group]) for group in options.feet]
     normal = None
-    if len(planted) >= 10:
-        sv = np.linalg.svd(planted - planted.mean(0), compute_uv=False) / np.sqrt(len(planted))
-        if sv[1] > 0.1 * size:  # planted feet cover an area (the person walked): fit the floor
-            n, _, _ = fit_plane(planted, threshold=0.02 * size)
-            n = n if n @ up > 0 else -n
-            if np.degrees(np.arccos(np.clip(n @ up, -1, 1))) < 30:
-                normal = n
+    if sum(len(g) for g in groups) >= 10:
+        n, _, masks = fit_parallel_planes(groups, up, 0.03 * size)
+        spread = np.concatenate([g[m] - g[m].mean(0) for g, m in zip(groups, masks, strict=True) if m.sum() >= 2] or [np.zeros((1, 3))])
+        sv = np.linalg.svd(spread, compute_uv=False) / np.sqrt(len(spread))
+        # Planted feet that cover an area (the person walked) pin the floor's tilt.
+        if len(sv) > 1 and sv[1] > 0.1 * size and np.degrees(np.arccos(np.clip(n @ up, -1, 1))) < 30:
+            normal = n
     if normal is None:
         normal = up
         warnings.append("the feet stayed in one spot, so the floor's tilt comes from the body's upright posture "
                         "(expect some degrees of error); walk across the capture volume for a level floor.")
+    planted = np.concatenate(groups) if groups else np.zeros((0, 3))
     feet = planted if len(planted) >= 3 else feet
     offset = float(np.percentile(feet @ normal, 5))  # the lowest foot positions touch the floor
     centre_feet = np.median(feet, 0)

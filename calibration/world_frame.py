@@ -81,6 +81,72 @@ def fit_plane(points: np.ndarray, threshold: float = 0.03, iterations: int = 200
     return n, float(n @ centre), mask
 
 
+def _cone(normal: np.ndarray, max_deg: float, step_deg: float) -> np.ndarray:
+    """Unit vectors within max_deg of normal on a grid of step_deg. -> (K, 3)"""
+    n = normal / np.linalg.norm(normal)
+    a = np.cross(n, [1.0, 0, 0] if abs(n[0]) < 0.9 else [0, 1.0, 0])
+    a /= np.linalg.norm(a)
+    b = np.cross(n, a)
+    g = np.radians(np.arange(-max_deg, max_deg + 1e-9, step_deg))
+    u, v = np.meshgrid(g, g)
+    keep = np.hypot(u, v) <= np.radians(max_deg) + 1e-12
+    d = n + np.tan(u[keep])[:, None] * a + np.tan(v[keep])[:, None] * b
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def _plane_inliers(groups: list[np.ndarray], normals: np.ndarray, threshold: float) -> np.ndarray:
+    """For each candidate normal, how many points lie within threshold of their group's
+    floor (its 10th height percentile). normals: (K, 3) -> (K,)"""
+    total = np.zeros(len(normals), np.int64)
+    for g in groups:
+        if len(g) == 0:
+            continue
+        h = normals @ g.T  # (K, N)
+        d = np.percentile(h, 10, axis=1, keepdims=True)
+        total += (np.abs(h - d) < threshold).sum(1)
+    return total
+
+
+def fit_parallel_planes(groups: list[np.ndarray], normal: np.ndarray, threshold: float,
+                        max_tilt_deg: float = 30.0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One plane normal shared by several groups of points, each with its own offset.
+
+    Heel and toe keypoints sit at different heights above the floor; fitting one plane
+    through both tilts it. Each group (say, both heels over time) gets its own offset;
+    the normal is common. The normal is searched within max_tilt_deg of the guess
+    `normal` for the most points near their group's floor (coarse grid, then finer),
+    then refined by least squares on those points; points further than `threshold`
+    (a raised foot) do not count.
+
+    groups: list of (N_k, 3) -> (unit normal (3,), offsets (K,), inlier masks)
+    """
+    guess = np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    groups = [np.asarray(g, np.float64).reshape(-1, 3) for g in groups]
+    best = guess
+    for span, step in ((max_tilt_deg, 2.0), (2.0, 0.25)):
+        cands = _cone(best, span, step)
+        score = _plane_inliers(groups, cands, threshold)
+        # Among the best-supported normals prefer the one nearest the guess.
+        top = np.flatnonzero(score == score.max())
+        best = cands[top[np.argmax(cands[top] @ guess)]]
+    n = best
+    for _ in range(5):
+        offsets = np.array([np.percentile(g @ n, 10) if len(g) else 0.0 for g in groups])
+        masks = [np.abs(g @ n - d) < threshold for g, d in zip(groups, offsets, strict=True)]
+        centred = [g[m] - g[m].mean(0) for g, m in zip(groups, masks, strict=True) if m.sum() >= 2]
+        if not centred:
+            break
+        new = np.linalg.svd(np.concatenate(centred), full_matrices=False)[2][-1]
+        new = new if new @ n > 0 else -new
+        if _plane_inliers(groups, new[None], threshold)[0] < _plane_inliers(groups, n[None], threshold)[0]:
+            break
+        n = new
+    offsets = np.array([np.percentile(g @ n, 10) if len(g) else 0.0 for g in groups])
+    masks = [np.abs(g @ n - d) < threshold for g, d in zip(groups, offsets, strict=True)]
+    offsets = np.array([np.median(g[m] @ n) if m.any() else np.nan for g, m in zip(groups, masks, strict=True)])
+    return n, offsets, masks
+
+
 def frame_from_floor(normal: np.ndarray, offset: float, up_hint: np.ndarray, origin_hint: np.ndarray,
                      forward_hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World frame with Z up along the floor normal, origin on the floor below

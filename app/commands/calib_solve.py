@@ -354,7 +354,8 @@ def run_from_person(args: argparse.Namespace) -> int:
     opts = PersonOptions(
         min_confidence=args.min_confidence, height=args.height,
         top=tuple(int(i) for i in indices(skeleton, ["left_eye", "right_eye"])),
-        feet=tuple(int(i) for i in indices(skeleton, ["left_heel", "right_heel", "left_foot_index", "right_foot_index"])),
+        feet=(tuple(int(i) for i in indices(skeleton, ["left_heel", "right_heel"])),
+              tuple(int(i) for i in indices(skeleton, ["left_foot_index", "right_foot_index"]))),
     )
     t = time.perf_counter()
     result = calibrate_from_person(data["keypoints"], data["confidence"], intr, opts, progress)

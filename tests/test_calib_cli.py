@@ -1,0 +1,98 @@
+"""`triangulum calib board | intrinsics | extrinsics | from-person` end to end on the real recordings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from calib_support import (
+    CALISCOPE,
+    CALISCOPE_BOARD,
+    CALISCOPE_REF,
+    INTRINSIC_PHOTOS,
+    KEYPOINTS,
+    QCA,
+    needs_caliscope,
+    needs_pose2sim,
+)
+
+from app.cli import main
+from calibration.alignment import compare_rigs
+from calibration.formats import convert
+from calibration.rig_io import load_rig
+
+
+def test_board_command_creates_and_prints(tmp_path, capsys):
+    board = tmp_path / "board.toml"
+    rc = main(["calib", "board", str(board), "--create", "charuco", "--columns", "5", "--rows", "7",
+               "--square", "0.03", "--dictionary", "DICT_4X4_50", "-o", str(tmp_path / "board.pdf")])
+    assert rc == 0 and board.is_file() and (tmp_path / "board.pdf").read_bytes().startswith(b"%PDF")
+    assert "100 mm" in capsys.readouterr().out
+    rc = main(["calib", "board", str(board), "-o", str(tmp_path / "b.pdf"), "--paper", "100x100"])
+    assert rc == 2 and "does not fit" in capsys.readouterr().err
+
+
+@needs_pose2sim
+def test_intrinsics_command_merges_cameras(tmp_path, capsys):
+    board = tmp_path / "checker.toml"
+    board.write_text('kind = "checkerboard"\ninner_corners = [4, 7]\nsquare_size = 0.06\n')
+    out = tmp_path / "rig.toml"
+    for cam in ("cam01", "cam02"):
+        rc = main(["calib", "intrinsics", "--board", str(board), "--source", f"images:{INTRINSIC_PHOTOS / f'int_{cam}_img'}",
+                   "--name", cam, "-o", str(out), "--preview", str(tmp_path / "preview")])
+        assert rc == 0
+    text = capsys.readouterr().out
+    assert "RMS" in text and "warning:" in text
+    rig = load_rig(out)
+    ref = convert(QCA)
+    assert rig.names == ["cam01", "cam02"]
+    for name in rig.names:
+        assert rig[name].K[0, 0] == pytest.approx(ref[name].K[0, 0], rel=0.02)
+    assert (tmp_path / "preview" / "cam01_coverage.png").is_file()
+    assert (tmp_path / "preview" / "cam02_undistorted.png").is_file()
+
+
+@needs_caliscope
+def test_extrinsics_command_with_given_intrinsics(tmp_path):
+    out = tmp_path / "rig.toml"
+    rc = main(["calib", "extrinsics", "--board", str(CALISCOPE_BOARD), "--intrinsics", str(CALISCOPE_REF),
+               "--source", str(CALISCOPE / "extrinsic"), "--step", "2", "--world", "board:first", "-o", str(out)])
+    assert rc == 0
+    rig = load_rig(out)
+    cmp = compare_rigs(rig, convert(CALISCOPE_REF))
+    assert cmp.max_centre_error() < 0.03 and cmp.max_angle_error() < 1.5
+    assert rig.metadata["world"].startswith("z-up") and rig.metadata["adjusted"]
+    report = json.loads((tmp_path / "rig.report.json").read_text())
+    assert len(report["pairs"]) == 6 and "timings_s" in report["extra"]
+    assert (tmp_path / "rig.report.png").is_file()
+
+
+@needs_caliscope
+def test_extrinsics_errors_are_clear(tmp_path, capsys):
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('kind = "charuco"\ncolumns = 4\nrows = 5\nsquare_size = 0.054\nmarker_size = 0.0405\n'
+                     'dictionary = "DICT_5X5_1000"\ninverted = true\n')
+    video = CALISCOPE / "extrinsic"
+    rc = main(["calib", "extrinsics", "--board", str(wrong), "--source", f"video:{video / 'cam_0.mp4'}",
+               "--source", f"video:{video / 'cam_1.mp4'}", "--step", "8", "-o", str(tmp_path / "r.toml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no board detected in any of" in err and "cam_0" in err and "dictionary" in err
+    rc = main(["calib", "extrinsics", "--board", str(CALISCOPE_BOARD), "--intrinsics", str(QCA),
+               "--source", f"video:{video / 'cam_0.mp4'}", "--source", f"video:{video / 'cam_1.mp4'}", "--step", "8",
+               "-o", str(tmp_path / "r.toml")])
+    assert rc == 2 and "intrinsics file has no camera" in capsys.readouterr().err
+
+
+@needs_pose2sim
+def test_from_person_command(tmp_path):
+    out = tmp_path / "rig.toml"
+    rc = main(["calib", "from-person", "--intrinsics", str(QCA), "--keypoints", str(KEYPOINTS), "--height", "1.70",
+               "-o", str(out)])
+    assert rc == 0
+    rig = load_rig(out)
+    cmp = compare_rigs(rig, convert(QCA))
+    assert cmp.max_angle_error() < 5.0 and cmp.max_centre_error() < 0.10
+    assert rig.metadata["world"].startswith("z-up")
+    report = json.loads((tmp_path / "rig.report.json").read_text())
+    assert report["extra"]["scale"] > 0 and np.isfinite(report["per_camera"]["cam01"]["rms"])

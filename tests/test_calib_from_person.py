@@ -1,0 +1,90 @@
+"""Calibration from a person: synthetic joints from the real Qualisys rig, then real BlazePose detections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from calib_support import KEYPOINTS, QCA, needs_pose2sim, trc_world
+
+from calibration.alignment import compare_rigs
+from calibration.errors import TriangulumError
+from calibration.formats import convert
+from calibration.from_person import PersonOptions, calibrate_from_person
+
+pytestmark = needs_pose2sim
+
+# Pose2Sim's BODY_25B markers in the reference TRC.
+TRC_HEAD, TRC_FEET = (13,), ((5, 11), (3, 9))  # Head; heels (R, L), big toes (R, L)
+# BlazePose-33 (engines/skeleton.py): left/right eye, heels and foot tips.
+BP_EYES, BP_FEET = (2, 5), ((29, 30), (31, 32))
+
+
+@pytest.fixture(scope="module")
+def qualisys():
+    return convert(QCA)
+
+
+def _synthetic(rig, walk: bool, seed: int = 0):
+    """Pose2Sim's reconstructed motion seen by the real rig, 2 px noise, 5 % gross outliers."""
+    W = trc_world()
+    if walk:  # carry the balancing person around the floor: stand, move 0.5 m, stand...
+        f = np.arange(len(W))
+        hop = np.clip((f % 25 - 20) / 5, 0, 1) + f // 25  # 0 .. 4 in four steps
+        path = np.array([[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5], [0, 0]])
+        lo = np.minimum(np.floor(hop).astype(int), 3)
+        xy = path[lo] + (hop - lo)[:, None] * (path[lo + 1] - path[lo])
+        W = W + np.concatenate([xy, np.zeros((len(W), 1))], 1)[:, None, :]
+    rng = np.random.default_rng(seed)
+    x = rig.project(W)
+    x = x + rng.normal(size=x.shape) * 2.0
+    conf = np.full(x.shape[:-1], 0.9)
+    bad = rng.random(conf.shape) < 0.05
+    x[bad] += rng.normal(size=(int(bad.sum()), 2)) * 80
+    conf[rng.random(conf.shape) < 0.05] = 0.1
+    return x, conf
+
+
+@pytest.mark.parametrize("walk", [False, True])
+def test_synthetic_person_recovers_the_rig(qualisys, walk):
+    x, conf = _synthetic(qualisys, walk)
+    # The head marker sits near the top of the head: ratio ~0.99 of stature.
+    opts = PersonOptions(height=1.75, top=TRC_HEAD, feet=TRC_FEET, top_ratio=0.99, max_frames=50)
+    res = calibrate_from_person(x, conf, qualisys, opts)
+    cmp = compare_rigs(res.rig, qualisys)
+    assert cmp.max_angle_error() < 0.5 and cmp.max_centre_error() < 0.02, cmp.summary()
+    assert np.median(res.errors) < 3.0
+    assert res.rig.names == qualisys.names
+    if walk:
+        # Walking over the floor levels the world: Z up within 3 degrees (the planted feet
+        # of Pose2Sim's reconstruction are themselves ~1.3 degrees off level), feet on z ~ 0.
+        assert cmp.up_angle_deg() < 3.0
+        feet_z = res.points[:, [j for g in TRC_FEET for j in g], 2]
+        assert np.nanpercentile(feet_z, 5) == pytest.approx(0.0, abs=0.02)
+        assert not any("one spot" in w for w in res.warnings)
+    else:
+        assert any("one spot" in w for w in res.warnings)
+    # Scale from the stature: head-marker height in the TRC is ~1.70 m at the top.
+    assert res.scale is not None and cmp.scale == pytest.approx(1.0, abs=0.1)
+
+
+def test_real_blazepose_detections_recover_the_rig(qualisys):
+    data = np.load(KEYPOINTS)
+    assert list(data["cameras"]) == qualisys.names
+    opts = PersonOptions(height=1.70, top=BP_EYES, feet=BP_FEET, max_frames=50)
+    res = calibrate_from_person(data["keypoints"], data["confidence"], qualisys, opts)
+    cmp = compare_rigs(res.rig, qualisys)
+    assert cmp.max_angle_error() < 5.0, cmp.summary()
+    assert cmp.max_centre_error() < 0.10, cmp.summary()
+    assert np.median(res.errors) < 8.0
+
+
+def test_bad_inputs(qualisys):
+    x, conf = _synthetic(qualisys, False)
+    with pytest.raises(TriangulumError, match="expected \\(4, frames, joints, 2\\)"):
+        calibrate_from_person(x[:3], conf[:3], qualisys)
+    with pytest.raises(TriangulumError, match="confidences have shape"):
+        calibrate_from_person(x, conf[..., :5], qualisys)
+    hidden = conf.copy()
+    hidden[2] = 0.0
+    with pytest.raises(TriangulumError, match="camera 'cam03': only 0 confident keypoints"):
+        calibrate_from_person(x, hidden, qualisys)
