@@ -14,6 +14,7 @@ Parameter layout: per camera [rx ry rz tx ty tz] (world->camera, Rodrigues) and
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -218,12 +219,33 @@ class _Problem:
         return sp.csr_matrix((J[keep], (self.rows[keep], cols[keep])), shape=(2 * len(self.obs), int(self.free.sum())))
 
 
+@contextmanager
+def _one_torch_thread():
+    """Run torch on one thread inside, restoring the setting after.
+
+    The residuals are hundreds of small element-wise ops; OpenMP threads gain nothing
+    there and, when another process busies the cores, their barriers make the
+    adjustment five to ten times slower (measured on the shared 2-core machine).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def bundle_adjust(rig: Rig, obs: Observations, structure: np.ndarray, options: BundleOptions | None = None) -> BundleResult:
     """Refine cameras and structure to minimise robust reprojection error.
 
     rig: C cameras (initial values); obs: M observations; structure: (S, 6) body->world
     poses when obs.local is given, else (S, 3) world points. -> BundleResult
     """
+    with _one_torch_thread():
+        return _bundle_adjust(rig, obs, structure, options)
+
+
+def _bundle_adjust(rig: Rig, obs: Observations, structure: np.ndarray, options: BundleOptions | None) -> BundleResult:
     options = options or BundleOptions()
     if options.loss not in LOSSES:
         raise TriangulumError(f"bundle adjustment: loss '{options.loss}' is unknown; use one of {LOSSES}.")
