@@ -135,7 +135,8 @@ def from_person_step(redetect: bool) -> dict:
         data = dict(np.load(KEYPOINTS))
         out["keypoints"] = f"BlazePose, cached {KEYPOINTS.relative_to(ROOT)}"
     out["keypoints_s"] = time.perf_counter() - t0
-    opts = PersonOptions(height=HEIGHT_M, top=(2, 5), feet=((29, 30), (31, 32)))
+    # BlazePose-33: eyes 2, 5; heels 29, 30; foot tips 31, 32; hips 23, 24; shoulders 11, 12.
+    opts = PersonOptions(height=HEIGHT_M, top=(2, 5), feet=((29, 30), (31, 32)), trunk=(11, 12, 23, 24))
     t0 = time.perf_counter()
     res = calibrate_from_person(data["keypoints"], data["confidence"], ref, opts)
     out["solve_s"] = time.perf_counter() - t0

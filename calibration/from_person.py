@@ -48,7 +48,8 @@ class PersonOptions:
     the post-adjustment cull (also 4x the median error); height: the person's stature
     in metres (None: the scale stays arbitrary); top: joint indices of the eyes; feet:
     groups of foot joints that sit at one height above the floor, e.g. ((left heel,
-    right heel), (left toe, right toe)); top_ratio: eye height / stature; height_percentile:
+    right heel), (left toe, right toe)); trunk: hips and shoulders (their mean stands
+    for the centre of mass; default: every joint but the feet); top_ratio: eye height / stature; height_percentile:
     which per-frame height counts as standing upright; max_frames: frames used, evenly
     spaced (consecutive video frames add little but time)."""
 
@@ -60,6 +61,7 @@ class PersonOptions:
     height: float | None = None
     top: tuple[int, ...] = ()
     feet: tuple[tuple[int, ...], ...] = ()
+    trunk: tuple[int, ...] = ()
     top_ratio: float = EYE_HEIGHT_RATIO
     height_percentile: float = 90.0
     root: int | None = None
@@ -286,6 +288,25 @@ def calibrate_from_person(
     return PersonResult(rig, frames, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
 
 
+def _upright(P: np.ndarray, feet: np.ndarray, still: np.ndarray, trunk: list[int]) -> np.ndarray | None:
+    """Up from balance: a person's centre of mass stays above the feet they stand on.
+
+    P: (F, J, 3); feet: (F, K, 3); still: (F, K) planted feet -> unit up (3,) or None.
+    Median over frames of the direction from the planted feet to the trunk's centre.
+    """
+    with np.errstate(all="ignore"):
+        trunk_c = np.nanmean(P[:, trunk], 1)  # (F, 3)
+    dirs = []
+    for f in range(len(P)):
+        if still[f].any() and np.isfinite(trunk_c[f]).all():
+            v = trunk_c[f] - feet[f][still[f]].mean(0)
+            dirs.append(v / np.linalg.norm(v))
+    if len(dirs) < 3:
+        return None
+    up = np.median(np.array(dirs), 0)
+    return up / np.linalg.norm(up)
+
+
 def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
     """Z-up floor frame from the feet and metric scale from the stature. P: (F, J, 3).
 
@@ -293,8 +314,9 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
     area (the person walked about), one offset per foot keypoint since heels and toes
     sit at different heights (world_frame.fit_parallel_planes). When they do not (standing or balancing in one
     spot: one or two blobs, which any plane fits) the floor is square to the body's
-    up direction (feet -> eyes in the frames where that is longest, i.e. where the
-    person stands upright). Either way it passes through the lowest planted feet.
+    up direction: from the planted feet to the trunk (balance keeps the centre of mass
+    over the support), else feet -> eyes where that is longest (standing upright).
+    Either way it passes through the lowest planted feet.
     """
     feet_idx = [j for group in options.feet for j in group]
     top_idx = list(options.top) or [j for j in range(P.shape[1]) if j not in feet_idx]
@@ -312,16 +334,17 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
         return rig, P, None, None
     lengths = np.linalg.norm(axis, axis=-1)
     size = float(np.median(lengths))  # feet -> eyes, unscaled units
-    # The body is longest when it stands upright: take its direction in those frames.
-    tall = lengths >= np.percentile(lengths, options.height_percentile)
-    up = np.median(axis[tall] / lengths[tall, None], 0)
-    up /= np.linalg.norm(up)
     # Feet on the floor stand still; a raised foot moves. Keep the still ones.
     step = np.linalg.norm(np.diff(foot_tracks, axis=0), axis=-1)  # (F-1, K)
     still = np.zeros(foot_tracks.shape[:2], bool)
     still[1:] = step < 0.01 * size
     still[:-1] |= step < 0.01 * size
     still &= np.isfinite(foot_tracks).all(-1)
+    up = _upright(P, foot_tracks, still, list(options.trunk) or [j for j in range(P.shape[1]) if j not in feet_idx])
+    if up is None:  # no planted foot: the body is longest when upright
+        tall = lengths >= np.percentile(lengths, options.height_percentile)
+        up = np.median(axis[tall] / lengths[tall, None], 0)
+        up /= np.linalg.norm(up)
     col = {j: k for k, j in enumerate(feet_idx)}
     groups = [np.concatenate([foot_tracks[still[:, col[j]], col[j]] for j in group]) for group in options.feet]
     normal = None
@@ -334,7 +357,7 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
             normal = n
     if normal is None:
         normal = up
-        warnings.append("the feet stayed in one spot, so the floor's tilt comes from the body's upright posture "
+        warnings.append("the feet stayed in one spot, so the floor's tilt comes from the body's balance over its feet "
                         "(expect some degrees of error); walk across the capture volume for a level floor.")
     planted = np.concatenate(groups) if groups else np.zeros((0, 3))
     feet = planted if len(planted) >= 3 else feet

@@ -14,9 +14,9 @@ from calibration.from_person import PersonOptions, calibrate_from_person
 pytestmark = needs_pose2sim
 
 # Pose2Sim's BODY_25B markers in the reference TRC.
-TRC_HEAD, TRC_FEET = (13,), ((5, 11), (3, 9))  # Head; heels (R, L), big toes (R, L)
+TRC_HEAD, TRC_FEET, TRC_TRUNK = (13,), ((5, 11), (3, 9)), (0, 6, 15, 18)  # Head; heels, big toes; hips, shoulders
 # BlazePose-33 (engines/skeleton.py): left/right eye, heels and foot tips.
-BP_EYES, BP_FEET = (2, 5), ((29, 30), (31, 32))
+BP_EYES, BP_FEET, BP_TRUNK = (2, 5), ((29, 30), (31, 32)), (11, 12, 23, 24)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _synthetic(rig, walk: bool, seed: int = 0):
 def test_synthetic_person_recovers_the_rig(qualisys, walk):
     x, conf = _synthetic(qualisys, walk)
     # The head marker sits near the top of the head: ratio ~0.99 of stature.
-    opts = PersonOptions(height=1.75, top=TRC_HEAD, feet=TRC_FEET, top_ratio=0.99, max_frames=50)
+    opts = PersonOptions(height=1.75, top=TRC_HEAD, feet=TRC_FEET, trunk=TRC_TRUNK, top_ratio=0.99, max_frames=50)
     res = calibrate_from_person(x, conf, qualisys, opts)
     cmp = compare_rigs(res.rig, qualisys)
     assert cmp.max_angle_error() < 0.5 and cmp.max_centre_error() < 0.02, cmp.summary()
@@ -62,7 +62,9 @@ def test_synthetic_person_recovers_the_rig(qualisys, walk):
         assert np.nanpercentile(feet_z, 5) == pytest.approx(0.0, abs=0.02)
         assert not any("one spot" in w for w in res.warnings)
     else:
+        # Standing in one spot: up comes from balance (trunk over the planted foot).
         assert any("one spot" in w for w in res.warnings)
+        assert cmp.up_angle_deg() < 4.0
     # Scale from the stature: head-marker height in the TRC is ~1.70 m at the top.
     assert res.scale is not None and cmp.scale == pytest.approx(1.0, abs=0.1)
 
@@ -70,12 +72,14 @@ def test_synthetic_person_recovers_the_rig(qualisys, walk):
 def test_real_blazepose_detections_recover_the_rig(qualisys):
     data = np.load(KEYPOINTS)
     assert list(data["cameras"]) == qualisys.names
-    opts = PersonOptions(height=1.70, top=BP_EYES, feet=BP_FEET, max_frames=50)
+    opts = PersonOptions(height=1.70, top=BP_EYES, feet=BP_FEET, trunk=BP_TRUNK, max_frames=50)
     res = calibrate_from_person(data["keypoints"], data["confidence"], qualisys, opts)
     cmp = compare_rigs(res.rig, qualisys)
     assert cmp.max_angle_error() < 5.0, cmp.summary()
     assert cmp.max_centre_error() < 0.10, cmp.summary()
     assert np.median(res.errors) < 8.0
+    # The balancing person's trunk over the planted foot levels the floor within a few degrees.
+    assert cmp.up_angle_deg() < 5.0
 
 
 def test_bad_inputs(qualisys):

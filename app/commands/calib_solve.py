@@ -356,6 +356,7 @@ def run_from_person(args: argparse.Namespace) -> int:
         top=tuple(int(i) for i in indices(skeleton, ["left_eye", "right_eye"])),
         feet=(tuple(int(i) for i in indices(skeleton, ["left_heel", "right_heel"])),
               tuple(int(i) for i in indices(skeleton, ["left_foot_index", "right_foot_index"]))),
+        trunk=tuple(int(i) for i in indices(skeleton, ["left_hip", "right_hip", "left_shoulder", "right_shoulder"])),
     )
     t = time.perf_counter()
     result = calibrate_from_person(data["keypoints"], data["confidence"], intr, opts, progress)
