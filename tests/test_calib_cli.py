@@ -96,3 +96,15 @@ def test_from_person_command(tmp_path):
     assert rig.metadata["world"].startswith("z-up")
     report = json.loads((tmp_path / "rig.report.json").read_text())
     assert report["extra"]["scale"] > 0 and np.isfinite(report["per_camera"]["cam01"]["rms"])
+
+
+@needs_pose2sim
+def test_person_keypoints_from_videos_match_the_cached_file():
+    from app.commands.calib_solve import detect_person_2d
+    from calibration.frames import FrameSource
+
+    videos = QCA.parents[1] / "videos"
+    data = detect_person_2d([FrameSource(n, "video", str(videos / f"{n}.mp4")) for n in ("cam01", "cam02")], max_frames=2)
+    cached = np.load(KEYPOINTS)
+    assert data["keypoints"].shape == (2, 2, 33, 2) and list(data["cameras"]) == ["cam01", "cam02"]
+    assert np.nanmax(np.abs(data["keypoints"] - cached["keypoints"][:2, :2])) < 0.5

@@ -281,7 +281,7 @@ def run_extrinsics(args: argparse.Namespace) -> int:
     return 0
 
 
-def detect_person_2d(sources: list[FrameSource], progress=None) -> dict[str, np.ndarray]:
+def detect_person_2d(sources: list[FrameSource], progress=None, max_frames: int | None = None) -> dict[str, np.ndarray]:
     """One person's BlazePose joints in synchronised videos (frame i of each = one instant).
 
     -> {"keypoints": (C, F, 33, 2) px, "confidence": (C, F, 33) heatmap peak x visibility,
@@ -293,7 +293,7 @@ def detect_person_2d(sources: list[FrameSource], progress=None) -> dict[str, np.
     iters = [iter_frames(s) for s in sources]
     kps, conf, vis = [], [], []
     f = 0
-    while True:
+    while max_frames is None or f < max_frames:
         frames = [next(it, None) for it in iters]
         if any(fr is None for fr in frames):
             break
