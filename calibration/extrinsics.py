@@ -15,6 +15,7 @@ a second pass. The board fixes the metric scale.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,7 +31,7 @@ from calibration.bundle_adjust import (
 )
 from calibration.camera import Camera
 from calibration.errors import TriangulumError
-from calibration.frames import FrameSource, Progress, find_sync_table, load_sync_table
+from calibration.frames import FrameSource, Progress, find_sync_table, load_sync_table, session_sync
 from calibration.intrinsics import detect_views, no_board_error
 from calibration.rig import Rig
 from calibration.world_frame import frame_from_board, frame_from_camera, transform_rig
@@ -48,10 +49,14 @@ def detect_synchronised(
 ) -> tuple[Detections, dict[str, tuple[int, int]]]:
     """Detect the board in every camera; key detections by synchronised instant.
 
-    sync: {sync index: {camera: frame index}} (load_sync_table); None reads a
-    timestamps.csv beside the videos if there is one, else frame i = instant i.
+    sync: {sync index: {camera: frame index}} (load_sync_table); None takes a recorded
+    session's capture times or a timestamps.csv beside the videos if there is one,
+    else frame i = instant i.
     -> (detections, {camera: image size (W, H)})
     """
+    if sync is None:
+        folders = {Path(s.path).parent for s in sources if s.kind == "video"}
+        sync = session_sync(folders.pop()) if len(folders) == 1 else None
     if sync is None:
         table = find_sync_table(sources)
         sync = load_sync_table(table, [s.name for s in sources]) if table else None

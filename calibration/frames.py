@@ -4,10 +4,11 @@ A source is written ``video:PATH``, ``images:DIR``, ``camera:INDEX`` or as a bar
 path (a video file, a folder of images, or a session folder holding one video per
 camera). The camera's name is the file or folder name without extension.
 
-Synchronisation: frame i of every video is taken as the same instant unless a
-``timestamps.csv`` (columns sync_index, cam_id, frame_time[, frame_index]; as written
-by caliscope) sits beside the videos; then frames sharing a sync_index are one
-instant. Frames are read with OpenCV directly: calibration does not depend on the
+Synchronisation: frame i of every video is taken as the same instant unless the
+folder is a recorded session (manifest.toml and <cam>_timestamps.csv with capture
+times: nearest frames form an instant) or a ``timestamps.csv`` (columns sync_index,
+cam_id, frame_time[, frame_index]; as written by caliscope) sits beside the videos;
+then frames sharing a sync_index are one instant. Frames are read with OpenCV directly: calibration does not depend on the
 capture code in app/.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from calibration.errors import TriangulumError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 KINDS = ("video", "images", "camera")
+MANIFEST = "manifest.toml"  # a session recorded by Triangulum's capture (app/capture/session.py)
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called while long steps run (total 0 if unknown)."""
@@ -70,9 +73,31 @@ def parse_source(spec: str) -> FrameSource:
     return FrameSource(path.name, "images", str(path))
 
 
+def _manifest(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TriangulumError(f"{path}: not a valid session manifest ({exc}).") from None
+
+
 def session_sources(folder: str | Path) -> list[FrameSource]:
-    """One video source per camera in a session folder (sorted by file name)."""
+    """One video source per camera of a session folder.
+
+    A recorded session (manifest.toml with [[cameras]] name, video) gives its cameras in
+    the manifest's order; any other folder, its videos sorted by file name.
+    """
     folder = Path(folder)
+    manifest = _manifest(folder)
+    if manifest is not None:
+        cams = manifest.get("cameras", [])
+        missing = [c.get("video") for c in cams if not (folder / str(c.get("video", ""))).is_file()]
+        if not cams or missing:
+            raise TriangulumError(f"{folder / MANIFEST}: {'no cameras listed' if not cams else f'videos {missing} are missing'}; "
+                                  "is the recording complete?")
+        return [FrameSource(str(c["name"]), "video", str(folder / c["video"])) for c in cams]
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise TriangulumError(f"session folder {folder} holds no videos ({', '.join(VIDEO_EXTENSIONS)}).")
@@ -203,9 +228,54 @@ def load_sync_table(path: str | Path, camera_names: list[str]) -> dict[int, dict
 
 
 def find_sync_table(sources: list[FrameSource]) -> Path | None:
-    """The timestamps.csv beside the videos, if there is one."""
+    """The caliscope timestamps.csv beside the videos, if there is one."""
     folders = {Path(s.path).parent for s in sources if s.kind == "video"}
     for folder in folders:
         if (folder / "timestamps.csv").exists():
             return folder / "timestamps.csv"
     return None
+
+
+def sync_from_capture_times(times: dict[str, np.ndarray], tolerance: float | None = None) -> dict[int, dict[str, int]]:
+    """Synchronised frame sets from per-camera capture times.
+
+    times: {camera: (N_c,) seconds of each frame on a common clock}. The first camera
+    sets the instants; another camera's frame joins an instant when it is the nearest
+    one and closer than `tolerance` (default: half the first camera's median frame
+    interval). -> {instant (first camera's frame index): {camera: frame index}}
+    """
+    names = list(times)
+    ref = np.asarray(times[names[0]], np.float64)
+    if tolerance is None:
+        tolerance = 0.5 * float(np.median(np.diff(ref))) if len(ref) > 1 else np.inf
+    table = {i: {names[0]: i} for i in range(len(ref))}
+    for name in names[1:]:
+        t = np.asarray(times[name], np.float64)
+        if t.size == 0:
+            continue
+        order = np.argsort(t)
+        pos = np.clip(np.searchsorted(t[order], ref), 1, len(t) - 1) if len(t) > 1 else np.zeros(len(ref), int)
+        cand = np.stack([order[pos - 1], order[pos]], 1) if len(t) > 1 else np.zeros((len(ref), 2), int)
+        best = cand[np.arange(len(ref)), np.argmin(np.abs(t[cand] - ref[:, None]), 1)]
+        for i, j in enumerate(best):
+            if abs(t[j] - ref[i]) <= tolerance:
+                table[i][name] = int(j)
+    return table
+
+
+def session_sync(folder: str | Path) -> dict[int, dict[str, int]] | None:
+    """Frame sets of a recorded session from its <cam>_timestamps.csv files (t_capture)."""
+    folder = Path(folder)
+    manifest = _manifest(folder)
+    if manifest is None:
+        return None
+    times = {}
+    for cam in manifest.get("cameras", []):
+        path = folder / str(cam.get("timestamps", f"{cam['name']}_timestamps.csv"))
+        try:
+            rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        except FileNotFoundError:
+            raise TriangulumError(f"session {folder}: {path.name} is missing; without it the cameras cannot be synchronised.") from None
+        frames = {int(r["frame"]): float(r["t_capture"]) for r in rows if r.get("frame") and r.get("t_capture")}
+        times[str(cam["name"])] = np.array([frames[k] for k in sorted(frames)])
+    return sync_from_capture_times(times)

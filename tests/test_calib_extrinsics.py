@@ -113,3 +113,49 @@ def test_average_transform_ignores_outliers():
     R, t, n = average_transform(Rs, ts)
     assert n == 20
     assert np.degrees(np.arccos((np.trace(R @ R0.T) - 1) / 2)) < 0.1 and np.linalg.norm(t - t0) < 0.002
+
+
+def test_sync_from_capture_times_pairs_nearest_frames():
+    from calibration.frames import sync_from_capture_times
+
+    a = np.arange(10) / 30.0
+    b = np.delete(a + 0.004, 4)  # camera b dropped frame 4
+    c = a + 0.02  # more than half a frame late: never simultaneous
+    table = sync_from_capture_times({"a": a, "b": b, "c": c})
+    assert table[3] == {"a": 3, "b": 3}
+    assert table[4] == {"a": 4} and table[5] == {"a": 5, "b": 4}
+    assert all("c" not in v for v in table.values())
+
+
+@needs_caliscope
+def test_recorded_session_folder(tmp_path, caliscope_detections):  # noqa: F811
+    """A folder laid out like app/capture's recordings: manifest order, names and capture times."""
+    import csv
+
+    import tomli_w
+
+    from calibration.extrinsics import detect_synchronised
+    from calibration.frames import expand_sources
+
+    _, dets, _ = caliscope_detections
+    rows = list(csv.DictReader((CALISCOPE / "extrinsic" / "timestamps.csv").read_text().splitlines()))
+    cams = []
+    for cam_id in (2, 0, 1, 3):  # manifest order, not file-name order
+        name = f"cam_{cam_id}"
+        (tmp_path / f"{name}.mp4").symlink_to(CALISCOPE / "extrinsic" / f"{name}.mp4")
+        times = sorted(float(r["frame_time"]) for r in rows if int(r["cam_id"]) == cam_id)
+        lines = ["frame,source_index,t_capture"] + [f"{i},{i},{t - 25.0}" for i, t in enumerate(times)]
+        (tmp_path / f"{name}_timestamps.csv").write_text("\n".join(lines) + "\n")
+        cams.append({"name": name, "video": f"{name}.mp4", "timestamps": f"{name}_timestamps.csv"})
+    (tmp_path / "manifest.toml").write_text(tomli_w.dumps({"format": "triangulum-session", "cameras": cams}))
+    sources = expand_sources([str(tmp_path)])
+    assert [s.name for s in sources] == ["cam_2", "cam_0", "cam_1", "cam_3"]
+    from calibration.boards import load_board
+
+    found, _ = detect_synchronised(sources, load_board(CALISCOPE / "charuco.toml"), step=4)
+    # Instants are cam_2's frame numbers; caliscope's sync index = frame + 35 in every camera.
+    for name in ("cam_0", "cam_3"):
+        for instant, det in found[name].items():
+            ref = dets[name].get(instant + 35)
+            if ref is not None:
+                assert np.allclose(ref.corners, det.corners)
