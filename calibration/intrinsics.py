@@ -67,7 +67,7 @@ def detect_views(
 
 def no_board_error(camera: str, board: Board, frames: int) -> TriangulumError:
     """The error for a camera that never saw the board, with what to check."""
-    hint = "whether the board is printed inverted (inverted = true in the board file)"
+    hint = "whether the board is printed inverted (inverted = true in the board file, or --inverted)"
     if board.kind == "checkerboard":
         hint = f"that columns/rows count squares ({board.columns}x{board.rows}, i.e. {board.inner_corners[0]}x{board.inner_corners[1]} inner corners) and that the whole board is in view"
     return TriangulumError(
