@@ -49,6 +49,8 @@ def test_intrinsics_command_merges_cameras(tmp_path, capsys):
     assert rig.names == ["cam01", "cam02"]
     for name in rig.names:
         assert rig[name].K[0, 0] == pytest.approx(ref[name].K[0, 0], rel=0.02)
+    figures = json.loads((tmp_path / "rig.intrinsics.json").read_text())
+    assert set(figures) == {"cam01", "cam02"} and figures["cam01"]["std"]["cx"] > 0
     assert (tmp_path / "preview" / "cam01_coverage.png").is_file()
     assert (tmp_path / "preview" / "cam02_undistorted.png").is_file()
 

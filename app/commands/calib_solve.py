@@ -12,6 +12,7 @@ Each step writes our rig TOML; extrinsics and from-person also write a quality r
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from calibration.intrinsics import (
     draw_coverage,
     undistort_preview,
 )
-from calibration.report import build_report, save_report
+from calibration.report import build_report, jsonable, save_report
 from calibration.rig import Rig
 from calibration.rig_io import load_rig, save_rig
 
@@ -208,7 +209,7 @@ def run_intrinsics(args: argparse.Namespace) -> int:
     progress = ConsoleProgress()
     opts = IntrinsicsOptions(model="fisheye" if args.fisheye else "standard", max_views=args.max_views,
                              fix_k3=args.fix_k3, zero_tangent=args.zero_tangent)
-    cameras = []
+    cameras, figures = [], {}
     for src in sources:
         t = time.perf_counter()
         views = detect_views(src, board, args.step, progress)
@@ -217,12 +218,21 @@ def run_intrinsics(args: argparse.Namespace) -> int:
         cameras.append(result.camera)
         print(result.summary())
         print(f"  ({time.perf_counter() - t:.1f} s)")
+        figures[src.name] = {
+            "rms_px": result.rms, "views_used": result.used, "views_rejected": result.rejected,
+            "view_rms_px": result.view_errors, "std": result.std, "jackknife": result.spread,
+            "coverage_fraction": result.coverage_fraction, "model": result.model,
+            "fisheye_fit_px": result.fisheye_fit_px, "warnings": result.warnings, "seconds": time.perf_counter() - t,
+        }
         if args.preview:
             _write_preview(args.preview, src, result, views)
     rig = _merge(args.output, cameras)
     rig.metadata.setdefault("source", "intrinsics")
     save_rig(rig, args.output)
-    print(f"wrote {args.output} (intrinsics only; run 'triangulum calib extrinsics' next)")
+    js = args.output.with_suffix("").with_name(args.output.stem + ".intrinsics.json")
+    old = json.loads(js.read_text(encoding="utf-8")) if js.is_file() else {}
+    js.write_text(json.dumps(jsonable(old | figures), indent=2), encoding="utf-8")
+    print(f"wrote {args.output} and {js} (intrinsics only; run 'triangulum calib extrinsics' next)")
     return 0
 
 
