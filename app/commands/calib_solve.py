@@ -126,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=float, help="the person's height in metres (sets the scale)")
     p.add_argument("--skeleton", default="blazepose33", help="joint layout of --keypoints (default blazepose33)")
     p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--max-frames", type=int, help="read only the first N frames of the videos (with --source)")
     p.add_argument("-o", "--output", type=Path, required=True, help="rig TOML to write")
     p.set_defaults(func=run_from_person)
 
@@ -351,7 +352,7 @@ def run_from_person(args: argparse.Namespace) -> int:
     if args.keypoints:
         data = load_keypoints(args.keypoints)
     else:
-        data = detect_person_2d(_sources(args.source), progress)
+        data = detect_person_2d(_sources(args.source), progress, args.max_frames)
         progress.done()
         timings["keypoints"] = time.perf_counter() - t
     names = [str(n) for n in data.get("cameras", [])]
