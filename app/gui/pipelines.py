@@ -17,13 +17,12 @@ import torch
 
 from app.capture.frames import FrameSet, PoseFrame
 from app.capture.worker import PosePipeline, PreviewPipeline
-from app.process.pipeline import FramePipeline, PipelineConfig
-from app.process.reconstruct import METHODS, TriangulationConfig
+from app.process.pipeline import FramePipeline, build_frame_pipeline, online_config
+from app.process.reconstruct import METHODS
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
-from engines.temporal import OneEuroConfig
 
-FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}
+FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}  # labels of app.process.pipeline.ONLINE_FILTERS
 METHOD_LABELS = {
     "algebraic": "Algebraic (confidence-weighted DLT)",
     "robust": "Robust (GeoMed / WSS)",
@@ -88,10 +87,5 @@ def build_pipeline(rig: Rig | None, choice: PipelineChoice) -> PosePipeline:
     choice.validate()
     if rig is None:
         return PreviewPipeline()
-    from engines.blazepose.pipeline import BlazePoseEstimator
-
-    config = PipelineConfig(
-        triangulation=TriangulationConfig(method=choice.method),
-        one_euro=OneEuroConfig() if choice.smoothing == "one-euro" else None,
-    )
-    return PersonBoxPipeline(FramePipeline(rig, BlazePoseEstimator(choice.backend), config))
+    config = online_config(choice.method, choice.smoothing)
+    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend))

@@ -1,9 +1,13 @@
 """The per-frame reconstruction: one FrameSet in, people out. Live capture and offline
 processing run this same object.
 
-    pipeline = FramePipeline(rig, BlazePoseEstimator("onnxruntime"))
+    pipeline = build_frame_pipeline(rig, online_config("algebraic", "one-euro"), "onnxruntime")
     pose = pipeline.process(frameset)      # PoseFrame of the main performer (PoseWorker protocol)
     pipeline.last                          # FrameResult: every person's 2D and association
+
+`build_frame_pipeline` is the one place a FramePipeline gets its 2D models: `triangulum
+capture`, the GUI and `triangulum process` all build theirs with it; `online_config` turns
+the choices a live run offers (triangulation method, causal filter) into a PipelineConfig.
 
 Stages (seconds in `timings`): "decode" is filled by whoever read the images; "pose2d"
 (per-view multi-person BlazePose), "associate" (cross-view association and 3D tracking), then for the PoseFrame "handedness" (online left/right check), "triangulate"
@@ -13,9 +17,12 @@ and "filter" (One Euro, if configured). Offline processing (`app.process.take`) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from app.capture.frames import FrameSet, PoseFrame, clock
 from app.process.association import AssociationConfig, FrameAssociation, PersonTracker, Track3D
@@ -24,6 +31,7 @@ from app.process.people2d import PeopleTracker, TrackerConfig, ViewPeople
 from app.process.reconstruct import TriangulationConfig, triangulate_joints
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
+from engines.blazepose.pipeline import BlazePoseEstimator
 from engines.skeleton import BLAZEPOSE33, Skeleton
 from engines.temporal import OneEuroConfig, OneEuroFilter
 
@@ -170,3 +178,38 @@ class FramePipeline:
             timings={**result.timings, **timings},
             joint_names=self.skeleton.joints,
         )
+
+
+ONLINE_FILTERS = ("none", "one-euro")
+
+
+def online_config(method: str = "algebraic", smoothing: str = "none") -> PipelineConfig:
+    """The per-frame configuration of a live run: triangulation `method` (one of
+    app.process.reconstruct.METHODS) and `smoothing` (one of ONLINE_FILTERS; live poses can
+    only be filtered causally, so One Euro is the one filter offered)."""
+    if smoothing not in ONLINE_FILTERS:
+        raise TriangulumError(f"unknown filter '{smoothing}'; choose one of {', '.join(ONLINE_FILTERS)}.")
+    return PipelineConfig(triangulation=TriangulationConfig(method=method),
+                          one_euro=OneEuroConfig() if smoothing == "one-euro" else None)
+
+
+def build_frame_pipeline(rig: Rig, config: PipelineConfig | None = None, backend: str = "onnxruntime",
+                         threads: int | None = None) -> FramePipeline:
+    """A FramePipeline for `rig` with BlazePose on `backend` ("onnxruntime", "torch",
+    "tensorrt") using `threads` CPU threads (None: the runtime's choice). Loads the 2D
+    models, which takes a moment."""
+    kwargs = {"threads": threads} if threads else {}
+    return FramePipeline(rig, BlazePoseEstimator(backend, **kwargs), config)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch threads while running the pipeline (None: leave them): its geometry is many tiny
+    tensor operations, for which thread hand-offs cost more than they save (10x on a busy
+    two-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n or old)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

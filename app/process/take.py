@@ -19,17 +19,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from app.capture.frames import clock
 from app.process.association import Track3D
 from app.process.handedness import HandednessConfig, apply_flips, solve_take
 from app.process.inputs import Take
-from app.process.pipeline import FramePipeline, FrameResult, PipelineConfig, performer_score
+from app.process.pipeline import (
+    FramePipeline,
+    FrameResult,
+    PipelineConfig,
+    build_frame_pipeline,
+    performer_score,
+    torch_threads,
+)
 from app.process.reader import frame_sets, prefetch
 from app.process.reconstruct import Reconstruction, describe, triangulate_joints
 from calibration.errors import TriangulumError
@@ -251,23 +256,8 @@ def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, co
     return PersonTake(person_id, kp, cf, flips, raw, final, seen, 0.0)
 
 
-@contextmanager
-def _torch_threads(n: int | None):
-    """Torch threads for the run: the geometry is many tiny tensor operations, for which
-    thread hand-offs cost more than they save (10x on a busy two-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n or old)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
-    from engines.blazepose.pipeline import BlazePoseEstimator
-
-    kwargs = {"threads": config.threads} if config.threads else {}
-    return FramePipeline(take.rig, BlazePoseEstimator(config.backend, **kwargs), config.pipeline)
+    return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads)
 
 
 def process_take(take: Take, config: ProcessConfig | None = None,
@@ -283,7 +273,7 @@ def process_take(take: Take, config: ProcessConfig | None = None,
     if stop <= start:
         raise TriangulumError(f"no frames to process: the take has {take.frames} frame sets and the range is "
                               f"{start}..{stop}.")
-    with _torch_threads(config.threads if config.backend == "torch" else 1):
+    with torch_threads(config.threads if config.backend == "torch" else 1):
         t_init = clock()
         pipeline = pipeline or make_pipeline(take, config)
         timings: dict[str, float] = {"load_models": clock() - t_init, "decode": 0.0}
