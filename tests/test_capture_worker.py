@@ -1,6 +1,7 @@
-"""The pose worker (latest-only delivery, never blocking capture), the real BlazePose +
-triangulation pipeline on the pose2sim recording, the UDP JSON/OSC stream, the capture
-command, and a 60 s run of four paced videos with pose estimation whose memory stays flat."""
+"""The pose worker (latest-only delivery, never blocking capture), the real per-frame pipeline
+(app.process.pipeline.FramePipeline, as `triangulum capture --calib` builds it) on the pose2sim
+recording, the UDP JSON/OSC stream, the capture command, and a 60 s run of four paced videos
+with pose estimation whose memory stays flat."""
 
 from __future__ import annotations
 
@@ -101,31 +102,34 @@ def _pose2sim_set(k: int = 0) -> FrameSet:
 
 @pytest.fixture(scope="module")
 def pipeline():
-    pytest.importorskip("engines.blazepose.pipeline")
-    from app.capture.pipeline import TriangulationPipeline
+    from app.process.pipeline import build_frame_pipeline
     from calibration.formats.detect import convert
-    from engines.blazepose.pipeline import BlazePoseEstimator
 
-    return TriangulationPipeline(convert(QCA), BlazePoseEstimator())
+    return build_frame_pipeline(convert(QCA))  # what `triangulum capture --calib` runs by default
 
 
 @needs_data
 @pytest.mark.slow
 def test_real_pipeline_turns_four_views_into_a_3d_pose(pipeline):
+    pipeline.reset()
     pose = pipeline.process(_pose2sim_set(10))
+    cameras = ("cam01", "cam02", "cam03", "cam04")
     assert pose.joints3d.shape == (33, 3) and pose.keypoints2d.shape == (4, 33, 2)
-    assert pose.cameras == ("cam01", "cam02", "cam03", "cam04")
-    assert np.isfinite(pose.joints3d).all()
+    assert pose.cameras == cameras
+    assert np.isfinite(pose.joints3d).all() and np.isfinite(pose.keypoints2d).all()
     err = np.linalg.norm(pose.reprojections - pose.keypoints2d, axis=-1)
     assert np.nanmedian(err) < 25  # pixels in 1920-tall images
     # A standing person in the calibration's Z-up world: head above hips above ankles.
     nose, hips, ankles = pose.joints3d[0, 2], pose.joints3d[[23, 24], 2].mean(), pose.joints3d[[27, 28], 2].mean()
     assert nose > hips + 0.4 and hips > ankles + 0.5 and -0.1 < ankles < 0.3
-    assert set(pose.timings) == {"prepare", "pose2d", "triangulate"}
+    assert set(pose.timings) == {"pose2d", "associate", "handedness", "triangulate", "filter"}
     # The same set without cam02 (failed): three views still give a pose, nearly the same.
+    # The pose lists every rig camera; the missing view has no 2D and no confidence.
     three = FrameSet(11, tuple(f for f in _pose2sim_set(10).frames if f.camera != "cam02"), clock())
     pose3 = pipeline.process(three)
-    assert pose3.cameras == ("cam01", "cam03", "cam04")
+    assert pose3.cameras == cameras
+    assert np.isnan(pose3.keypoints2d[1]).all() and not pose3.confidences[1].any()
+    assert np.isfinite(pose3.keypoints2d[[0, 2, 3]]).all() and pose3.confidences[[0, 2, 3]].all()
     assert np.nanmedian(np.linalg.norm(pose3.joints3d - pose.joints3d, axis=-1)) < 0.05
 
 
@@ -217,6 +221,61 @@ def test_capture_command_records_streams_and_reports(tmp_path, capsys):
     assert main(["capture", "--source", "test:a", "--duration", "-1"]) == 2
 
 
+def test_capture_command_checks_pose_options_and_camera_names(capsys):
+    assert main(["capture", "--source", "test:a", "--calib", str(QCA), "--filter", "kalman"]) == 2
+    assert "unknown filter 'kalman'" in capsys.readouterr().err
+    assert main(["capture", "--source", "test:a", "--calib", str(QCA), "--threads", "-1"]) == 2
+    assert "--threads -1" in capsys.readouterr().err
+
+
+@needs_data
+def test_capture_command_names_sources_missing_from_the_calibration(capsys):
+    argv = ["capture", "--source", f"video:{VIDEOS / 'cam01.mp4'}", "--source", f"video:{VIDEOS / 'cam02.mp4'}?name=side",
+            "--calib", str(QCA), "--duration", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "['side'] are not in the calibration" in err and "?name=cam01" in err
+
+
+@needs_data
+@pytest.mark.slow
+def test_capture_with_calibration_streams_the_offline_pipeline_poses(capsys):
+    """`triangulum capture --calib` in lock-step streams, frame for frame, the poses that the
+    same FramePipeline gives when offline processing's reader feeds it the take."""
+    from app.process.inputs import open_take
+    from app.process.pipeline import build_frame_pipeline, online_config
+    from app.process.reader import frame_sets
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.5)
+    port = receiver.getsockname()[1]
+    sources = [a for i in range(1, 5) for a in ("--source", f"video:{VIDEOS / f'cam0{i}.mp4'}")]
+    argv = ["capture", *sources, "--calib", str(QCA), "--lockstep", "--duration", "4", "--method", "robust",
+            "--filter", "one-euro", "--stream", f"127.0.0.1:{port}"]
+    assert main(argv) == 0
+    assert "done:" in capsys.readouterr().out
+    live = {}
+    try:
+        while True:
+            message = json.loads(receiver.recvfrom(65536)[0])
+            live[message["frame"]] = message
+    except TimeoutError:
+        pass
+    receiver.close()
+    frames = sorted(live)
+    assert len(frames) >= 5 and frames == list(range(len(frames))), "lock-step streams every set in order"
+    take = open_take([VIDEOS], QCA)
+    offline = build_frame_pipeline(take.rig, online_config("robust", "one-euro"))
+    for fs in frame_sets(take, 0, len(frames)):
+        pose = offline.process(fs)
+        message = live[fs.index]
+        assert message["names"] == list(pose.joint_names)
+        streamed = np.array([np.full(3, np.nan) if j is None else j for j in message["joints"]], dtype=float)
+        assert np.isfinite(pose.joints3d).sum() >= 30 * 3
+        np.testing.assert_allclose(streamed, pose.joints3d, atol=1e-4)  # the stream rounds to 10 um
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -235,6 +294,7 @@ def test_sixty_seconds_of_four_paced_videos_with_pose_keeps_memory_flat(pipeline
     fps = 10
     specs = [f"video:{VIDEOS / f'cam0{i}.mp4'}?fps={fps}&loop=1" for i in range(1, 5)]
     pipeline.process(_pose2sim_set(0))  # lazy initialisation is not what this test is about
+    pipeline.reset()
     capture = LiveCapture(CaptureConfig(sources=specs), pipeline)
     capture.open()
     display = capture.worker.subscribe(capacity=1, images=True)

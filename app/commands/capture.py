@@ -2,6 +2,11 @@
 
     triangulum capture --source video:cam01.mp4?fps=30 --source video:cam02.mp4?fps=30 \\
         --calib rig.toml --record takes/take1 --duration 20 --stream 127.0.0.1:9000
+
+With --calib every frame set goes through the per-frame pipeline `triangulum process` and
+the GUI run (app.process.pipeline.FramePipeline: everyone in every view, cross-view
+association, left/right check, triangulation by --method, optional One Euro), so live and
+offline poses agree frame for frame; the stream carries the main performer.
 """
 
 from __future__ import annotations
@@ -10,16 +15,23 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.capture.frames import clock
 from app.capture.live import CaptureConfig, CaptureStats, LiveCapture
 from app.capture.recorder import CODECS, RecorderConfig
 from calibration.errors import TriangulumError
 
+if TYPE_CHECKING:
+    from app.process.pipeline import FramePipeline
+    from calibration.rig import Rig
+
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from app.process.reconstruct import METHODS
+
     p = subparsers.add_parser(
         "capture",
         help="capture from cameras or files: sync, pose, record, stream (headless)",
@@ -43,7 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
     p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
     p.add_argument("--tolerance", type=float, metavar="MS", help="sync tolerance in ms (default: half the slowest frame period)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="2D pose backend")
+    p.add_argument("--method", choices=METHODS, default="algebraic",
+                   help="triangulation: confidence-weighted DLT (algebraic, default), GeoMed/WSS (robust), "
+                   "ransac, or plain DLT")
+    # No `choices`: the list is app.process.pipeline.ONLINE_FILTERS, whose import (the whole
+    # pipeline) would slow every command's start by a second; online_config checks the name.
+    p.add_argument("--filter", default="none", metavar="none|one-euro",
+                   help="live temporal filter of the 3D joints: none (default) or one-euro (causal smoothing)")
+    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"),
+                   help="2D pose runtime (default onnxruntime)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for the 2D model (default 1: the sources decode on the other cores; "
+                   "0: the runtime's choice)")
     p.set_defaults(func=run)
 
 
@@ -65,19 +88,42 @@ def format_stats(s: CaptureStats) -> str:
     return line
 
 
-def build_pipeline(args: argparse.Namespace):
-    from app.capture.pipeline import TriangulationPipeline
+def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
+    """The rig from --calib and the FramePipeline for it (loads the 2D models)."""
+    from app.process.pipeline import build_frame_pipeline, online_config
     from calibration.formats.detect import convert
-    from engines.blazepose.pipeline import BlazePoseEstimator
 
+    if args.threads < 0:
+        raise TriangulumError(f"--threads {args.threads} must be 0 (the runtime's choice) or more.")
+    config = online_config(args.method, args.filter)
     rig = convert(args.calib)
-    return rig, TriangulationPipeline(rig, BlazePoseEstimator(args.backend))
+    return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None)
+
+
+def check_cameras(cameras: list[str], rig: Rig) -> None:
+    """Every source must be a camera of the calibration (the pipeline finds them by name)."""
+    unknown = [c for c in cameras if c not in rig.names]
+    if unknown:
+        raise TriangulumError(f"camera(s) {unknown} are not in the calibration (it has {', '.join(rig.names)}); "
+                              "name each source after its calibrated camera with ?name=, e.g. "
+                              f"video:cam.mp4?name={rig.names[0]}.")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise TriangulumError(f"--duration {args.duration} must be positive (seconds).")
-    rig, pipeline = build_pipeline(args) if args.calib else (None, None)
+    if not args.calib:
+        return run_capture(args, None, None)
+    from app.process.pipeline import torch_threads
+
+    rig, pipeline = build_pipeline(args)
+    # Torch runs the pipeline's geometry (many tiny operations: one thread) and, with
+    # --backend torch, the 2D model (--threads).
+    with torch_threads(args.threads if args.backend == "torch" else 1):
+        return run_capture(args, rig, pipeline)
+
+
+def run_capture(args: argparse.Namespace, rig: Rig | None, pipeline: FramePipeline | None) -> int:
     config = CaptureConfig(
         sources=args.source,
         mode="lockstep" if args.lockstep else "live",
@@ -88,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         stream=args.stream,
     )
     capture = LiveCapture(config, pipeline)
+    if rig is not None:
+        check_cameras(capture.cameras, rig)
     capture.start()
     reported_error = ""
     try:
