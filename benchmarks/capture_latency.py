@@ -1,12 +1,15 @@
 """Live capture with pose estimation: pose rate, latency, stage times, sync skew, drops.
 
     python benchmarks/capture_latency.py [--json PATH] [--seconds 30] [--fps 30]
-                                         [--backend torch|onnxruntime|tensorrt]
-                                         [--codec mjpeg] [--only norecord|record]
+                                         [--backend onnxruntime|torch|tensorrt] [--threads 1]
+                                         [--method algebraic] [--filter none|one-euro]
+                                         [--codec mjpeg] [--only norecord|record|lockstep]
 
 Four `video:` sources from ../shared/data/pose2sim-demo-single (1080/1088x1920, looping)
-paced at --fps like live cameras, live sync, the pose worker running BlazePose in every
-view plus DLT triangulation with the Qualisys calibration; once without and once with
+paced at --fps like live cameras, live sync, the pose worker running the pipeline that
+`triangulum capture --calib` runs (app.process.pipeline.FramePipeline: multi-person
+BlazePose in every view, cross-view association, left/right check, triangulation by
+--method, optional One Euro) with the Qualisys calibration; once without and once with
 recording (into a temporary folder). The first 3 s are warm-up and not counted. A third
 run reads the same files in lock-step (no pacing, every set): the pipeline's own throughput
 on this machine, without the cost of decoding four 30 fps streams in real time (its latency
@@ -15,7 +18,11 @@ is not meaningful: the files' timeline runs ahead of it).
 Reported per run: achieved pose rate; median and 95th-percentile latency from capture
 time (the set's mean capture time) to the PoseFrame being published; per-stage medians
 (sync = capture -> set complete, i.e. delivery and matching; wait = set complete -> worker
-starts; prepare, pose2d, triangulate = the pipeline); sync skew of the sets handed out;
+starts; then the pipeline's own stages as it reports them: pose2d = 2D of everyone in every
+view, associate = people across views, handedness = left/right check, triangulate, filter
+(One Euro; near zero with --filter none); process = the whole pipeline call. Handedness,
+triangulate and filter run only while a main performer is seen by two or more views: their
+medians are over those poses); sync skew of the sets handed out;
 frames per second each camera delivered; drop rates: frames the cameras dropped (no free
 buffer; a video file short of CPU delivers late rather than dropping, which shows in
 "sync"), frames the sync buffer discarded unused (stale in live mode: the worker takes only
@@ -34,24 +41,41 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.capture.frames import FrameSet, clock  # noqa: E402
 from app.capture.live import CaptureConfig, LiveCapture  # noqa: E402
-from app.capture.pipeline import TriangulationPipeline  # noqa: E402
 from app.capture.recorder import RecorderConfig  # noqa: E402
 from app.capture.spec import open_sources  # noqa: E402
+from app.process.pipeline import (  # noqa: E402
+    ONLINE_FILTERS,
+    FramePipeline,
+    build_frame_pipeline,
+    online_config,
+    torch_threads,
+)
+from app.process.reconstruct import METHODS  # noqa: E402
 from calibration.formats.detect import convert  # noqa: E402
-from engines.blazepose.pipeline import BlazePoseEstimator  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pose2sim-demo-single"
 WARMUP = 3.0
-STAGES = ("sync", "wait", "prepare", "pose2d", "triangulate", "process")
+# The worker's stages around the pipeline's own; the pipeline's come from what it reports.
+BEFORE, AFTER = ("sync", "wait"), ("process",)
+NOT_STAGES = {"latency"}  # reported as latency
 
 
-def warm_up(pipeline: TriangulationPipeline, specs: list[str]) -> None:
+def stage_names(poses: list) -> list[str]:
+    """Every stage the poses report: the worker's, with the pipeline's in the order it ran them."""
+    inner: dict[str, None] = {}
+    for p in poses:
+        inner.update(dict.fromkeys(k for k in p.timings if k not in {*BEFORE, *AFTER, *NOT_STAGES}))
+    return [*BEFORE, *inner, *AFTER]
+
+
+def warm_up(pipeline: FramePipeline, specs: list[str]) -> None:
     """One set through the pipeline so that lazy initialisation is not measured."""
     from app.capture.frames import Frame
 
@@ -62,11 +86,11 @@ def warm_up(pipeline: TriangulationPipeline, specs: list[str]) -> None:
         frames.append(Frame(source.name, 0, 0.0, 0.0, grabbed.image))
         source.close()
     pipeline.process(FrameSet(0, tuple(frames), clock()))
-    pipeline.estimator.reset()
+    pipeline.reset()
 
 
 def run(
-    pipeline: TriangulationPipeline, specs: list[str], seconds: float, record: Path | None, codec: str, lockstep: bool = False
+    pipeline: FramePipeline, specs: list[str], seconds: float, record: Path | None, codec: str, lockstep: bool = False
 ) -> dict:
     if lockstep:
         specs = [s.replace("&loop=1", "") + "&lockstep=1&loop=1" for s in specs]
@@ -106,8 +130,8 @@ def run(
         "latency_ms_p95": round(float(np.percentile(latency, 95)), 1) if len(latency) else None,
         "stage_ms_median": {
             # In lock-step the capture times are the files' timeline: "sync" means nothing.
-            s: round(float(np.median([p.timings[s] for p in poses])) * 1000, 1)
-            for s in STAGES
+            s: round(float(np.median([p.timings[s] for p in poses if s in p.timings])) * 1000, 1)
+            for s in stage_names(poses)
             if poses and not (lockstep and s == "sync")
         },
         "sync_sets": end.sync.sets - start.sync.sets,
@@ -134,7 +158,13 @@ def run(
 
 
 def print_table(results: list[dict]) -> None:
-    head = f"{'run':<10}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}{'sync':>8}{'pose2d':>8}{'tri':>6}{'wait':>7}{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}"
+    """One row per run; a column per stage any run reported (median ms)."""
+    stages: dict[str, None] = {}
+    for r in results:
+        stages.update(dict.fromkeys(r["stage_ms_median"]))
+    head = (f"{'run':<10}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
+            + f"{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}")
+    print("latency and stages: median milliseconds; skew: median sync skew")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -143,11 +173,11 @@ def print_table(results: list[dict]) -> None:
         drop = np.mean(list(r["camera_drop_rate"].values())) * 100
         unused = np.mean(list(r["sync_unused_rate"].values())) * 100
         rec = f"{np.mean(list(r['record_drop_rate'].values())) * 100:.1f}%" if r["record"] else "-"
-        sync = f"{st['sync']:>6.0f}ms" if "sync" in st else f"{'-':>8}"
-        lat = "        -        -" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:>7.0f}ms{r['latency_ms_p95']:>7.0f}ms"
+        lat = f"{'-':>9}{'-':>9}" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:>9.0f}{r['latency_ms_p95']:>9.0f}"
+        cells = "".join(f"{st[s]:>12.1f}" if s in st else f"{'-':>12}" for s in stages)
         print(
-            f"{r['run']:<10}{r['pose_rate']:>8.2f}{lat}{sync}{st.get('pose2d', 0):>6.0f}ms{st.get('triangulate', 0):>4.0f}ms"
-            f"{st.get('wait', 0):>5.0f}ms{r['sync_skew_ms_median']:>5.1f}ms{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}"
+            f"{r['run']:<10}{r['pose_rate']:>8.2f}{lat}{cells}"
+            f"{r['sync_skew_ms_median']:>7.1f}{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}"
         )
 
 
@@ -156,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run (after 3 s warm-up)")
     parser.add_argument("--fps", type=float, default=30.0, help="pace the videos at this rate")
-    parser.add_argument("--backend", default="torch", help="BlazePose backend: torch, onnxruntime or tensorrt")
+    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"),
+                        help="BlazePose runtime (default onnxruntime, as `triangulum capture`)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for the 2D model (default 1, as `triangulum capture`; 0: the runtime's choice)")
+    parser.add_argument("--method", choices=METHODS, default="algebraic", help="triangulation method")
+    parser.add_argument("--filter", choices=ONLINE_FILTERS, default="none", help="live temporal filter")
     parser.add_argument("--codec", default="mjpeg", help="recording codec")
     parser.add_argument("--only", choices=("norecord", "record", "lockstep"), help="run just one of the three")
     args = parser.parse_args(argv)
@@ -164,25 +199,27 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
     specs = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
     rig = convert(DATA / "calibration" / "Calib.qca.txt")
-    pipeline = TriangulationPipeline(rig, BlazePoseEstimator(args.backend))
-    warm_up(pipeline, specs)
+    pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter), args.backend, args.threads or None)
     results = []
-    if args.only in (None, "norecord"):
-        results.append(run(pipeline, specs, args.seconds, None, args.codec))
-        pipeline.estimator.reset()
-    if args.only in (None, "record"):
-        with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
-            results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec))
-        pipeline.estimator.reset()
-    if args.only in (None, "lockstep"):
-        results.append(run(pipeline, specs, args.seconds, None, args.codec, lockstep=True))
+    # As `triangulum capture`: one torch thread for the geometry unless torch runs the model.
+    with torch_threads(args.threads if args.backend == "torch" else 1):
+        warm_up(pipeline, specs)
+        if args.only in (None, "norecord"):
+            results.append(run(pipeline, specs, args.seconds, None, args.codec))
+            pipeline.reset()
+        if args.only in (None, "record"):
+            with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
+                results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec))
+            pipeline.reset()
+        if args.only in (None, "lockstep"):
+            results.append(run(pipeline, specs, args.seconds, None, args.codec, lockstep=True))
+        torch_threads_used = torch.get_num_threads()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend}, "
+    print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend} "
+          f"({args.threads or 'auto'} thread(s)), method {args.method}, filter {args.filter}, "
           f"{os.cpu_count()} CPUs (load average {load}), {args.seconds:g} s per run")
     print_table(results)
     if args.json:
-        import torch
-
         report = {
             "benchmark": "capture_latency",
             "machine": {
@@ -190,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
                 "platform": platform.platform(),
                 "processor": platform.processor(),
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": torch_threads_used,
                 "cuda": torch.cuda.is_available(),
             },
-            "config": {"fps": args.fps, "seconds": args.seconds, "backend": args.backend, "warmup_s": WARMUP, "cameras": 4},
+            "config": {"fps": args.fps, "seconds": args.seconds, "backend": args.backend, "threads": args.threads,
+                       "method": args.method, "filter": args.filter, "warmup_s": WARMUP, "cameras": 4},
             "results": results,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
