@@ -168,3 +168,22 @@ def test_real_2d_with_another_persons_keypoints_in_one_view():
         assert (members[[0, 2, 3]] >= 0).all()
         cam02_used += members[1] >= 0
     assert cam02_used == 0
+
+
+def test_live_tracker_keeps_a_bounded_number_of_finished_tracks():
+    """People coming and going for hours must not grow a live run's memory."""
+    from app.process.association import AssociationConfig
+    from app.process.people2d import ViewPeople
+
+    rig = sample_rig()
+    performer, _ = _people()
+    frames = views_of(rig, [performer], noise_px=2.0)
+    for start in range(10, 100, 20):  # seen 10 frames, gone 10 (> max_missing_s): a new track each time
+        for f in range(start, min(start + 10, len(frames))):
+            frames[f] = [ViewPeople.empty() for _ in range(4)]
+    config = AssociationConfig(max_missing_s=0.1, keep_finished=2)
+    tracker = PersonTracker(rig, BLAZEPOSE33, config)
+    for f, views in enumerate(frames):
+        tracker.update(views, f / 60.0)
+    assert tracker._next_id == 5  # five appearances, five tracks
+    assert len(tracker.finished) == 2 and max(tracker.finished) == max(tracker.all_tracks())

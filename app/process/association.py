@@ -59,6 +59,9 @@ class AssociationConfig:
     track_distance: float = 0.35
     max_missing_s: float = 0.5
     min_cues: int = 3
+    # Finished tracks kept for the end-of-take passes; None keeps all (offline). A live
+    # run keeps only the newest so that hours of people coming and going stay bounded.
+    keep_finished: int | None = None
 
 
 def cue_points(keypoints: np.ndarray, confidence: np.ndarray, skeleton: Skeleton,
@@ -340,6 +343,9 @@ class PersonTracker:
             self._see(self.tracks[tid], members, X, t)
         for tid in [k for k, tr in self.tracks.items() if t - tr.t_seen > cfg.max_missing_s]:
             self.finished[tid] = self.tracks.pop(tid)
+        if cfg.keep_finished is not None:
+            while len(self.finished) > cfg.keep_finished:
+                del self.finished[min(self.finished, key=lambda k: self.finished[k].t_seen)]
         K = len(CUES)
         return FrameAssociation(
             np.array(ids, np.int64),

@@ -160,6 +160,10 @@ class FramePipeline:
     def process(self, frameset: FrameSet) -> PoseFrame:
         """The PoseWorker protocol: the main performer's PoseFrame for one set."""
         result = self.observe(frameset)
+        # Per-person online state lives only as long as the person's track.
+        for states in (self._handedness, self._smoothers):
+            for gone in [k for k in states if k not in self.people3d.tracks]:
+                del states[gone]
         main = self.choose_main(result.association)
         J = self.skeleton.num_joints
         if main is None:
@@ -183,6 +187,9 @@ class FramePipeline:
 ONLINE_FILTERS = ("none", "one-euro")
 
 
+LIVE_FINISHED_TRACKS = 256
+
+
 def online_config(method: str = "algebraic", smoothing: str = "none") -> PipelineConfig:
     """The per-frame configuration of a live run: triangulation `method` (one of
     app.process.reconstruct.METHODS) and `smoothing` (one of ONLINE_FILTERS; live poses can
@@ -190,6 +197,7 @@ def online_config(method: str = "algebraic", smoothing: str = "none") -> Pipelin
     if smoothing not in ONLINE_FILTERS:
         raise TriangulumError(f"unknown filter '{smoothing}'; choose one of {', '.join(ONLINE_FILTERS)}.")
     return PipelineConfig(triangulation=TriangulationConfig(method=method),
+                          association=AssociationConfig(keep_finished=LIVE_FINISHED_TRACKS),
                           one_euro=OneEuroConfig() if smoothing == "one-euro" else None)
 
 
