@@ -163,8 +163,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
+        from app.gui.wizard import open_wizard
+
+        self.act_calibrate = self._action("&Calibrate cameras…", lambda: open_wizard(self))
         for act in (self.act_webcam, self.act_videos, self.act_session, self.act_sample, self.act_clear, None,
-                    self.act_calibration, None, self.act_export, None, self.act_quit):
+                    self.act_calibration, self.act_calibrate, None, self.act_export, None, self.act_quit):
             file.addSeparator() if act is None else file.addAction(act)
         capture = bar.addMenu("&Capture")
         for act in (self.act_start, self.act_play, self.act_step_back, self.act_step_fwd, None, self.act_record):
