@@ -76,6 +76,18 @@ def _wait_page(qtbot, page) -> None:
     assert page.last_error == "", page.last_error
 
 
+def _wait_shown(qtbot, page, spec: str) -> None:
+    qtbot.waitUntil(lambda: page.shown is not None and page.shown.spec == spec and not page.job.running, timeout=30_000)
+
+
+def _save(qtbot, page, path):
+    qtbot.waitUntil(lambda: page.review is not None or bool(page.last_error), timeout=30_000)
+    page.save(path)
+    qtbot.waitUntil(lambda: bool(page.saved) or bool(page.last_error), timeout=30_000)
+    assert page.last_error == "", page.last_error
+    return page.saved
+
+
 @needs_caliscope
 def test_caliscope_session_through_extrinsics_world_and_save_matches_the_command(make_wizard, qtbot, tmp_path, headless):
     w = make_wizard()
@@ -118,8 +130,10 @@ def test_caliscope_session_through_extrinsics_world_and_save_matches_the_command
     # world frame: the board on the floor at the first instant, as --world board:first
     w.next()
     assert w.currentId() == WORLD and w.world.spec() == "board:first"
+    _wait_shown(qtbot, w.world, "board:first")
     assert w.world.view.image is not None and "above" in w.world.note.text()
     w.world.choose("camera:cam_1")
+    _wait_shown(qtbot, w.world, "camera:cam_1")
     centre = [float(v) for v in cell_texts(w.world.centres)[1][1:]]
     assert np.allclose(centre, 0.0, atol=1e-6)  # cam_1 sits at the origin of its own frame
     w.world.choose("board:first")
@@ -128,10 +142,10 @@ def test_caliscope_session_through_extrinsics_world_and_save_matches_the_command
     # review and save: the same files as the command
     w.next()
     assert w.currentId() == REVIEW
+    files = _save(qtbot, w.review, tmp_path / "wizard" / "rig.toml")
     assert len(cell_texts(w.review.per_camera)) == 4 and len(cell_texts(w.review.pairs)) == 6
     assert w.review.view.image is not None
-    out = tmp_path / "wizard" / "rig.toml"
-    files = w.review.save(out)
+    out = files[0]
     assert [f.name for f in files] == ["rig.toml", "rig.report.json", "rig.report.png"]
     mine, theirs = load_rig(out), load_rig(headless)
     assert mine.names == theirs.names and mine.metadata == theirs.metadata
@@ -200,9 +214,10 @@ def test_intrinsics_page_on_the_checkerboard_photos(make_wizard, qtbot, tmp_path
 
     # one camera: no extrinsics; the review saves the intrinsics
     w.next()
-    assert w.currentId() == REVIEW and "Intrinsics only" in w.review.warnings.text()
+    assert w.currentId() == REVIEW
     out = tmp_path / "intrinsics.toml"
-    assert w.review.save(out) == [out]
+    assert _save(qtbot, w.review, out) == [out]
+    assert "Intrinsics only" in w.review.warnings.text()
     np.testing.assert_allclose(load_rig(out)["cam01"].K, w.state.intrinsics["cam01"].camera.K)
 
 
@@ -251,3 +266,34 @@ def test_main_window_menu_opens_the_wizard_and_loads_the_saved_rig(qtbot, tmp_pa
     assert window.last_error == ""
     wizard.close()
     window.close()
+
+
+def test_job_drops_a_cancelled_run_and_reports_failures_as_sentences(qtbot):
+    import threading
+
+    from app.gui.wizard.jobs import Job
+    from calibration.errors import TriangulumError
+
+    job = Job()
+    events, done, failed = [], [], []
+    job.event.connect(events.append)
+    job.done.connect(done.append)
+    job.failed.connect(failed.append)
+    gate = threading.Event()
+
+    def endless(ctx):
+        while True:
+            ctx.emit("old")
+            gate.set()
+            ctx.check()
+
+    job.start(endless)
+    assert gate.wait(10)
+    job.start(lambda ctx: (ctx.emit("new"), 42)[1])  # cancels the first run
+    qtbot.waitUntil(lambda: done == [42], timeout=10_000)
+    qtbot.wait(50)
+    assert events == ["new"] and not job.running  # the first run's queued events were dropped
+    job.start(lambda ctx: (_ for _ in ()).throw(TriangulumError("camera 'cam_9': the file is missing; give its path.")))
+    qtbot.waitUntil(lambda: bool(failed), timeout=10_000)
+    assert failed == ["camera 'cam_9': the file is missing; give its path."] and done == [42]
+    assert job.wait(5)

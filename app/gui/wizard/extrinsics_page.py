@@ -143,7 +143,6 @@ class ExtrinsicsPage(WizardPage):
         self.matrix_label = QtWidgets.QLabel("Instants both cameras saw the board")
         self.advice = QtWidgets.QLabel("")
         self.advice.setWordWrap(True)
-        self.advice.setStyleSheet("color: #d08000;")
         self.stage = QtWidgets.QLabel("")
         self.progress = QtWidgets.QProgressBar()
         self.min_shared = QtWidgets.QSpinBox()
@@ -160,7 +159,7 @@ class ExtrinsicsPage(WizardPage):
         self.stop_button.clicked.connect(self.job.cancel)
         self.summary = QtWidgets.QLabel("")
         self.summary.setWordWrap(True)
-        self.per_camera = table(["camera", "instants with the board", "RMS px", "linked to"])
+        self.per_camera = table(["camera", "board seen", "RMS px", "linked to"])
         self.per_camera.setMinimumHeight(130)
 
         right = QtWidgets.QVBoxLayout()
@@ -245,7 +244,7 @@ class ExtrinsicsPage(WizardPage):
             self.live_counts = event.counts
             self.matrix.set_counts(event.counts, self.state.names, self.min_shared.value())
             self.matrix_label.setText(f"Instants both cameras saw the board ({event.frames_read} of {event.total} frames read)")
-            self.advice.setText("\n".join(event.messages) if event.messages else "Every pair shares enough views.")
+            self._advise(event.messages)
             self.progress.setRange(0, max(1, event.total))
             self.progress.setValue(event.frames_read)
         elif isinstance(event, Stage):
@@ -262,7 +261,7 @@ class ExtrinsicsPage(WizardPage):
         # The solver's own counts: instants with a trusted board pose in both cameras.
         self.matrix.set_counts(result.shared, names, self.min_shared.value())
         self.matrix_label.setText("Instants both cameras saw the board (with a trusted board pose)")
-        self.advice.setText("\n".join(result.warnings) if result.warnings else "Every pair shares enough views.")
+        self._advise(result.warnings)
         parent = {c: p for p, c, _ in result.tree}
         rms = result.per_camera_rms()
         fill_table(self.per_camera, [[n, str(int(result.shared[i, i])), f"{rms[n]:.3f}",
@@ -273,6 +272,10 @@ class ExtrinsicsPage(WizardPage):
             f"detection {posed.timings['detection']:.1f} s, solve {posed.timings['extrinsics']:.1f} s.")
         self.stage.setText("done")
         self.completeChanged.emit()
+
+    def _advise(self, messages: list[str]) -> None:
+        self.advice.setStyleSheet("color: #d08000;" if messages else "")
+        self.advice.setText("\n".join(f"⚠ {m}" for m in messages) if messages else "Every pair shares enough views.")
 
     def _running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

@@ -113,6 +113,7 @@ class IntrinsicsPage(WizardPage):
         self._previews: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.errors: dict[str, str] = {}
         self.status: dict[str, str] = {}
+        self.count_text: dict[str, str] = {}  # frames read and board found, per camera
         self.previews_shown = 0
         self.current: str | None = None
 
@@ -189,7 +190,7 @@ class IntrinsicsPage(WizardPage):
         if self._revision == self.state.revision:
             return
         self._revision = self.state.revision
-        self._frames, self._previews, self.errors = {}, {}, {}
+        self._frames, self._previews, self.errors, self.count_text = {}, {}, {}, {}
         self.status = {n: ("given: " + (self.state.given_path or "file")) if n in self.state.given else "waiting"
                        for n in self.state.names}
         self.cameras.blockSignals(True)
@@ -232,8 +233,9 @@ class IntrinsicsPage(WizardPage):
             self.previews_shown += 1
             self.progress.setRange(0, event.total)
             self.progress.setValue(event.frames_read)
-            self.counts.setText(f"{event.camera}: {event.frames_read} of {event.total} frames read, board found in "
-                                f"{event.found}; covered {event.coverage_fraction:.0%} of the image so far")
+            self.count_text[event.camera] = (f"{event.camera}: {event.frames_read} of {event.total} frames read, board "
+                                             f"found in {event.found}; covered {event.coverage_fraction:.0%} of the image")
+            self.counts.setText(self.count_text[event.camera])
         elif isinstance(event, CameraCalibrated):
             r = event.result
             self.state.intrinsics[event.camera] = r
@@ -279,6 +281,7 @@ class IntrinsicsPage(WizardPage):
 
     def _show_result(self) -> None:
         name = self.current
+        self.counts.setText(self.count_text.get(name, "") if name else "")
         r = self.state.intrinsics.get(name) if name else None
         if r is None:
             given = self.state.given.get(name) if name else None

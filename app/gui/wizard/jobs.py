@@ -81,7 +81,7 @@ class Job(QtCore.QObject):
         self.cancel()
         self._run += 1
         run = self._run
-        ctx = JobContext(lambda e: self._safe_emit(self._event, run, e))
+        ctx = JobContext(lambda e: self._safe_emit("_event", run, e))
         self._ctx = ctx
 
         def body() -> None:
@@ -92,19 +92,20 @@ class Job(QtCore.QObject):
             except BaseException as exc:  # every failure reaches the page as a sentence
                 if not isinstance(exc, TriangulumError):
                     log.error("wizard job failed:\n%s", traceback.format_exc())
-                self._safe_emit(self._finished, run, None, user_message(exc))
+                if not ctx.cancelled:
+                    self._safe_emit("_finished", run, None, user_message(exc))
                 return
-            self._safe_emit(self._finished, run, result, None)
+            if not ctx.cancelled:
+                self._safe_emit("_finished", run, result, None)
 
         self._thread = threading.Thread(target=body, name="wizard-job", daemon=True)
         self.running = True
         self.running_changed.emit(True)
         self._thread.start()
 
-    @staticmethod
-    def _safe_emit(signal, *args) -> None:
+    def _safe_emit(self, signal: str, *args) -> None:
         try:
-            signal.emit(*args)
+            getattr(self, signal).emit(*args)
         except RuntimeError:  # the page was closed and its job object deleted meanwhile
             pass
 

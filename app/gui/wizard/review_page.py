@@ -2,21 +2,22 @@
 
 Saving writes what `triangulum calib extrinsics` writes: the rig TOML and beside it
 rig.report.json and rig.report.png. Without extrinsics (one camera, or a checkerboard) the
-rig holds the calibrated intrinsics only.
+rig holds the calibrated intrinsics only. Building the report (two-view triangulations) and
+writing the files run on a worker thread.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
-from app.gui.controller import user_message
+from app.gui.wizard.jobs import JobContext
 from app.gui.wizard.page import WizardPage
 from app.gui.wizard.state import WizardState, quality_report
 from app.gui.wizard.widgets import ImageView, fill_table, table
-from calibration.errors import TriangulumError
 from calibration.report import QualityReport, render_report, save_report
 from calibration.rig import Rig
 from calibration.rig_io import save_rig
@@ -24,6 +25,34 @@ from calibration.rig_io import save_rig
 
 def _f(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if np.isfinite(v) else "–"
+
+
+@dataclass
+class Review:
+    """What is saved: the rig, and with posed cameras the report, the world points (N, 3) and
+    the report page (H, W, 3) BGR."""
+
+    rig: Rig
+    report: QualityReport | None
+    world: np.ndarray | None
+    image: np.ndarray | None
+
+
+def build_review(state: WizardState) -> Review:
+    if state.extrinsics is None:
+        return Review(state.intrinsics_rig(), None, None, None)
+    posed = state.posed()
+    report, world = quality_report(posed, state.board, state.timings)
+    return Review(posed.rig, report, world, render_report(report, posed.rig, world))
+
+
+def write_files(ctx: JobContext, review: Review, path: Path) -> list[Path]:
+    """The rig TOML, and beside it the report (JSON, PNG) when the cameras are posed."""
+    save_rig(review.rig, path)
+    files = [path]
+    if review.report is not None:
+        files += list(save_report(review.report, review.rig, path, review.world))
+    return files
 
 
 class ReviewPage(WizardPage):
@@ -37,15 +66,13 @@ class ReviewPage(WizardPage):
                          "Check the errors before saving: a camera or pair far above the others usually means a "
                          "wrong board size, a moved camera or badly synchronised videos.")
         self.settings = settings
-        self.rig: Rig | None = None
-        self.report: QualityReport | None = None
-        self.world: np.ndarray | None = None
+        self.review: Review | None = None
         self.saved: list[Path] = []
 
         self.view = ImageView("the quality report is drawn here")
         self.view.setObjectName("wizard-report-view")
         self.per_camera = table(["camera", "RMS px", "median px", "p95 px", "points"])
-        self.pairs = table(["pair", "shared views", "points", "two-view RMS px"])
+        self.pairs = table(["pair", "shared views", "points", "RMS px"])
         self.warnings = QtWidgets.QLabel("")
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet("color: #d08000;")
@@ -59,6 +86,8 @@ class ReviewPage(WizardPage):
         self.load_button.clicked.connect(self._load)
         self.saved_label = QtWidgets.QLabel("")
         self.saved_label.setWordWrap(True)
+        self.job.done.connect(self._job_done)
+        self.job.running_changed.connect(lambda running: self.save_button.setEnabled(not running and self.review is not None))
 
         save = QtWidgets.QGroupBox("Save")
         sf = QtWidgets.QGridLayout(save)
@@ -85,24 +114,24 @@ class ReviewPage(WizardPage):
         layout.addLayout(body, 1)
 
     def initializePage(self) -> None:
-        s = self.state
+        state = self.state
         self.clear_error()
-        self.saved = []
-        self.saved_label.setText("")
+        self.review, self.saved = None, []
+        self.saved_label.setText("building the report…")
         self.load_button.setEnabled(False)
+        self.save_button.setEnabled(False)
         if not self.path.text():
             self.path.setText(str(self._default_path()))
-        try:
-            if s.extrinsics is not None:
-                posed = s.posed()
-                self.rig = posed.rig
-                self.report, self.world = quality_report(posed, s.board, s.timings)
-            else:
-                self.rig, self.report, self.world = s.intrinsics_rig(), None, None
-        except TriangulumError as exc:
-            self.show_error(str(exc))
-            return
-        self._show()
+        self.job.start(lambda ctx: build_review(state))
+
+    def _job_done(self, result: object) -> None:
+        if isinstance(result, Review):
+            self.review = result
+            self.saved_label.setText("")
+            self.save_button.setEnabled(True)
+            self._show()
+        else:
+            self._saved(result)
 
     def _default_path(self) -> Path:
         if self.settings is not None and self.settings.value("calibration-wizard/output", ""):
@@ -112,12 +141,12 @@ class ReviewPage(WizardPage):
         return folder / "rig.toml"
 
     def _show(self) -> None:
-        r = self.report
+        r = self.review.report
         if r is None:
             results = self.state.intrinsics
             fill_table(self.per_camera, [[n, _f(results[n].rms) if n in results else "given", "–", "–",
                                           str(len(results[n].used)) + " views" if n in results else "–"]
-                                         for n in self.rig.names])
+                                         for n in self.review.rig.names])
             fill_table(self.pairs, [])
             warnings = [f"{n}: {w}" for n, res in results.items() for w in res.warnings]
             self.warnings.setText("Intrinsics only (the cameras are not posed).\n" + "\n".join(f"⚠ {w}" for w in warnings))
@@ -129,31 +158,29 @@ class ReviewPage(WizardPage):
         fill_table(self.pairs, [[f"{p['a']}–{p['b']}", str(p["shared_views"]), str(p["points"]), _f(p["rms"])]
                                 for p in r.pairs])
         self.warnings.setText("\n".join(f"⚠ {w}" for w in r.warnings))
-        self.view.set_image(render_report(r, self.rig, self.world))
+        self.view.set_image(self.review.image)
 
-    def save(self, path: Path) -> list[Path]:
-        """Write the rig TOML (and its report beside it when the cameras are posed)."""
-        if self.rig is None:
-            self.show_error("There is nothing to save yet; go back and finish the calibration steps.")
-            return []
+    def save(self, path: Path) -> None:
+        """Write the rig TOML (and its report beside it when the cameras are posed); `saved`
+        lists the files when the worker is done."""
+        if self.review is None:
+            self.show_error("There is nothing to save yet; wait for the report, or go back and finish the calibration steps.")
+            return
         if path.suffix.lower() != ".toml":
             self.show_error(f"{path.name}: the rig is saved as TOML; give a file name ending in .toml.")
-            return []
-        try:
-            save_rig(self.rig, path)
-            files = [path]
-            if self.report is not None:
-                files += list(save_report(self.report, self.rig, path, self.world))
-        except (TriangulumError, OSError) as exc:
-            self.show_error(user_message(exc))
-            return []
+            return
         self.clear_error()
+        self.saved = []
+        self.saved_label.setText(f"writing {path}…")
+        review = self.review
+        self.job.start(lambda ctx: write_files(ctx, review, path))
+
+    def _saved(self, files: list[Path]) -> None:
         self.saved = files
-        if self.settings is not None:
-            self.settings.setValue("calibration-wizard/output", str(path.parent))
+        if self.settings is not None and files:
+            self.settings.setValue("calibration-wizard/output", str(files[0].parent))
         self.saved_label.setText("Wrote " + ", ".join(str(f) for f in files))
         self.load_button.setEnabled(True)
-        return files
 
     def _ask_path(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the calibration", self.path.text(), "Rig (*.toml)")

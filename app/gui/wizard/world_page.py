@@ -1,6 +1,12 @@
-"""Wizard page 4: the world frame: the board lying on the floor (Z up) or one camera's frame."""
+"""Wizard page 4: the world frame: the board lying on the floor (Z up) or one camera's frame.
+
+Each choice re-expresses the solution and redraws the rig on a worker thread (a tenth of a
+second of work, kept off the UI thread).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PyQt6 import QtWidgets
@@ -8,10 +14,27 @@ from PyQt6 import QtWidgets
 from app.gui.wizard.page import WizardPage
 from app.gui.wizard.state import WizardState
 from app.gui.wizard.widgets import ImageView, fill_table, table
-from calibration.errors import TriangulumError
 from calibration.report import draw_rig
+from calibration.rig import Rig
 
 RIG_SIZE = (900, 700)
+
+
+@dataclass
+class WorldView:
+    """The rig in one world frame: drawing (H, W, 3) BGR, camera centres (C, 3) m."""
+
+    spec: str
+    rig: Rig
+    image: np.ndarray
+    centres: np.ndarray
+
+
+def draw_world(state: WizardState, spec: str) -> WorldView:
+    posed = state.posed(spec)
+    _, _, world = posed.tracks()
+    centres = np.stack([c.center for c in posed.rig.cameras])
+    return WorldView(spec, posed.rig, draw_rig(posed.rig, world, RIG_SIZE), centres)
 
 
 class WorldPage(WizardPage):
@@ -43,6 +66,8 @@ class WorldPage(WizardPage):
         self.centres.setMinimumHeight(130)
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
+        self.shown: WorldView | None = None
+        self.job.done.connect(self._show)
 
         right = QtWidgets.QVBoxLayout()
         right.addWidget(choice)
@@ -96,22 +121,22 @@ class WorldPage(WizardPage):
         return str(self.camera.currentData())
 
     def apply(self) -> None:
+        """Use the chosen frame; the drawing follows when the worker has made it."""
         if self.state.extrinsics is None:
             return
         spec = self.spec()
-        try:
-            posed = self.state.posed(spec)
-        except TriangulumError as exc:
-            self.show_error(str(exc))
-            return
-        self.clear_error()
         self.state.world = spec
-        _, _, world = posed.tracks()
-        self.view.set_image(draw_rig(posed.rig, world, RIG_SIZE))
-        centres = np.stack([c.center for c in posed.rig.cameras])
-        fill_table(self.centres, [[n, *(f"{v:+.3f}" for v in c)] for n, c in zip(posed.rig.names, centres, strict=True)])
+        self.clear_error()
+        state = self.state
+        self.job.start(lambda ctx: draw_world(state, spec))
+
+    def _show(self, shown: WorldView) -> None:
+        self.shown = shown
+        spec, names, centres = shown.spec, shown.rig.names, shown.centres
+        self.view.set_image(shown.image)
+        fill_table(self.centres, [[n, *(f"{v:+.3f}" for v in c)] for n, c in zip(names, centres, strict=True)])
         if spec.startswith("board"):
-            below = [n for n, c in zip(posed.rig.names, centres, strict=True) if c[2] < 0]
+            below = [n for n, c in zip(names, centres, strict=True) if c[2] < 0]
             self.note.setText(f"Z is up from the floor. Cameras {below} are below the floor: was the board lying face up?"
                               if below else "Z is up from the floor; every camera is above it.")
         else:
