@@ -22,7 +22,6 @@ for checkerboards too), metres.
 
 from __future__ import annotations
 
-import tomllib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 import tomli_w
 
-from calibration.errors import TriangulumError
+from calibration.errors import TriangulumError, read_toml
 
 KINDS = ("charuco", "checkerboard")
 PAPERS = {  # width, height in metres (portrait)
@@ -206,13 +205,7 @@ def _board_from_caliscope(data: dict, source: str) -> Board:
 
 def load_board(path: str | Path) -> Board:
     """Read a board TOML (ours or caliscope's charuco.toml)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TriangulumError(f"board file {path} does not exist.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TriangulumError(f"{path}: not a valid TOML board file ({exc}).") from None
+    data = read_toml(path, "board file", "is it a board description (see 'triangulum calib board --help')?")
     return board_from_dict(data, str(path))
 
 

@@ -18,7 +18,6 @@ Other tools skip keys they do not know, so the extras are safe.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 
 from calibration import geometry as geo
 from calibration.camera import Camera
-from calibration.errors import TriangulumError
+from calibration.errors import TriangulumError, read_toml
 from calibration.rig import Rig
 
 FORMAT_VERSION = 1
@@ -90,14 +89,8 @@ def rig_from_toml_dict(data: dict, source: str) -> Rig:
 
 def load_rig(path: str | Path) -> Rig:
     """Read a rig TOML (ours, Anipose, FreeMoCap or Pose2Sim)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TriangulumError(f"calibration file {path} does not exist.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TriangulumError(f"{path}: not a valid TOML file ({exc}); is it truncated or another format? "
-                              "Try 'triangulum calib convert'.") from None
+    data = read_toml(path, "calibration file",
+                     "is it truncated or another format? Try 'triangulum calib convert'.")
     return rig_from_toml_dict(data, str(path))
 
 

@@ -12,12 +12,11 @@ intrinsics (caliscope has not posed it yet) and is left out with a warning.
 from __future__ import annotations
 
 import logging
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from calibration.camera import Camera
-from calibration.errors import TriangulumError
+from calibration.errors import read_toml
 from calibration.formats import fields
 from calibration.rig import Rig
 from calibration.rig_io import rotation_from_field
@@ -27,13 +26,7 @@ log = logging.getLogger(__name__)
 
 def read_caliscope(path: str | Path) -> Rig:
     """Read a caliscope `camera_array.toml`."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TriangulumError(f"calibration file {path} does not exist.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TriangulumError(f"{path}: not a valid TOML file ({exc}); the file is truncated or damaged.") from None
+    data = read_toml(path, "calibration file", "the file is truncated or damaged.")
     return rig_from_caliscope_dict(data, str(path))
 
 
