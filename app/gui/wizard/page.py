@@ -23,6 +23,20 @@ class WizardPage(QtWidgets.QWizardPage):
         self.job.failed.connect(self.show_error)
         self.last_error = ""
 
+    def arrange(self, side: QtWidgets.QLayout, side_width: int, *main: tuple[QtWidgets.QWidget, int]) -> None:
+        """The pages' common layout: the message bar over the main widgets (each with its
+        stretch) beside a side panel of at most `side_width` px."""
+        panel = QtWidgets.QWidget()
+        panel.setLayout(side)
+        panel.setMaximumWidth(side_width)
+        body = QtWidgets.QHBoxLayout()
+        for widget, stretch in main:
+            body.addWidget(widget, stretch)
+        body.addWidget(panel)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addLayout(body, 1)
+
     def show_error(self, text: str) -> None:
         self.last_error = text
         self.message.show_error(text)

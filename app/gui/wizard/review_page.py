@@ -103,15 +103,7 @@ class ReviewPage(WizardPage):
         right.addWidget(self.pairs, 1)
         right.addWidget(self.warnings)
         right.addWidget(save)
-        side = QtWidgets.QWidget()
-        side.setLayout(right)
-        side.setMaximumWidth(520)
-        body = QtWidgets.QHBoxLayout()
-        body.addWidget(self.view, 1)
-        body.addWidget(side)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.message)
-        layout.addLayout(body, 1)
+        self.arrange(right, 520, (self.view, 1))
 
     def initializePage(self) -> None:
         state = self.state

@@ -74,15 +74,7 @@ class WorldPage(WizardPage):
         right.addWidget(QtWidgets.QLabel("Camera centres in this world"))
         right.addWidget(self.centres, 1)
         right.addWidget(self.note)
-        side = QtWidgets.QWidget()
-        side.setLayout(right)
-        side.setMaximumWidth(460)
-        body = QtWidgets.QHBoxLayout()
-        body.addWidget(self.view, 1)
-        body.addWidget(side)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.message)
-        layout.addLayout(body, 1)
+        self.arrange(right, 460, (self.view, 1))
 
     def initializePage(self) -> None:
         result = self.state.extrinsics
