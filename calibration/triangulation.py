@@ -251,6 +251,8 @@ def triangulate_robust(
     (`on_reject="uniform"`, as the paper's Figure 4 does) or set to NaN ("discard", as
     its training does). Prior weights `w` multiply the geometric ones.
     """
+    if on_reject not in ("uniform", "discard"):
+        raise ValueError(f"on_reject must be 'uniform' or 'discard', not {on_reject!r}")
     x, w = _valid_inputs(x, w)
     C = x.shape[-2]
     P = P.expand(*x.shape[:-1], 3, 4)
@@ -283,8 +285,6 @@ def triangulate_robust(
         rejected = (wss > wss_threshold) | (2 * agree < observed)
         weights = torch.where(rejected.unsqueeze(-1), (w > 0).to(x.dtype), weights)
     X = triangulate_dlt(P, x, weights)
-    if wss_threshold is not None and on_reject == "discard":
+    if on_reject == "discard":
         X = torch.where(rejected.unsqueeze(-1), torch.full_like(X, float("nan")), X)
-    elif on_reject not in ("uniform", "discard"):
-        raise ValueError(f"on_reject must be 'uniform' or 'discard', not {on_reject!r}")
     return RobustResult(X, weights, wss, rejected)
