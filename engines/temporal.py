@@ -16,6 +16,9 @@ from scipy.signal import butter, filtfilt
 
 from calibration.errors import TriangulumError
 
+DEFAULT_CUTOFF_HZ = 6.0
+NYQUIST_SHARE = 0.8  # a capped cutoff sits this far up to half the frame rate
+
 
 @dataclass(frozen=True)
 class GapFillConfig:
@@ -29,10 +32,11 @@ class ButterworthConfig:
     """Zero-phase low-pass: an `order` Butterworth run forwards and backwards (filtfilt).
 
     The double pass squares the magnitude response, so the effective order is 2 x `order` and
-    `cutoff_hz` is where the gain is 0.5 (-6 dB), not 1/sqrt(2).
+    `cutoff_hz` is where the gain is 0.5 (-6 dB), not 1/sqrt(2); None is the default for the
+    take's frame rate (`fit_cutoff`).
     """
 
-    cutoff_hz: float = 6.0
+    cutoff_hz: float | None = None  # None: 6 Hz, capped below half the frame rate (fit_cutoff)
     order: int = 4
 
 
@@ -97,6 +101,29 @@ def fill_gaps(points: np.ndarray, config: GapFillConfig = GapFillConfig()) -> np
     return out
 
 
+def fit_cutoff(cutoff_hz: float | None, fps: float) -> tuple[float, str | None]:
+    """The Butterworth cutoff to use on a take at `fps` -> (Hz, note or None).
+
+    cutoff_hz None: the default 6 Hz, capped at 0.8 x half the frame rate for slow takes
+    (a 6 fps take is filtered at 2.4 Hz) with a note saying so. A cutoff the user chose that
+    is not under half the frame rate cannot work: TriangulumError, before any work is done.
+    """
+    if fps <= 0:
+        raise TriangulumError(f"Frame rate must be positive, got {fps}.")
+    nyquist = fps / 2
+    if cutoff_hz is not None:
+        if not 0 < cutoff_hz < nyquist:
+            raise TriangulumError(f"the Butterworth cutoff {cutoff_hz:g} Hz must lie between 0 and half the frame "
+                                  f"rate of this take ({nyquist:g} Hz at {fps:g} fps); choose a lower --cutoff, "
+                                  "or leave it out to use the default for this frame rate.")
+        return float(cutoff_hz), None
+    if DEFAULT_CUTOFF_HZ <= NYQUIST_SHARE * nyquist:
+        return DEFAULT_CUTOFF_HZ, None
+    capped = round(NYQUIST_SHARE * nyquist, 3)
+    return capped, (f"the take runs at {fps:g} fps, so the default {DEFAULT_CUTOFF_HZ:g} Hz low-pass is above half "
+                    f"its frame rate; filtering at {capped:g} Hz instead (set --cutoff to choose).")
+
+
 def butterworth(
     points: np.ndarray, fps: float, config: ButterworthConfig = ButterworthConfig()
 ) -> np.ndarray:
@@ -109,14 +136,10 @@ def butterworth(
     points = _check_take(points)
     if fps <= 0:
         raise TriangulumError(f"Frame rate must be positive, got {fps}.")
-    if not 0 < config.cutoff_hz < fps / 2:
-        raise TriangulumError(
-            f"Butterworth cutoff {config.cutoff_hz} Hz must lie between 0 and half the frame "
-            f"rate ({fps / 2} Hz); lower the cutoff."
-        )
+    cutoff, _ = fit_cutoff(config.cutoff_hz, fps)
     if config.order < 1:
         raise TriangulumError(f"Butterworth order must be at least 1, got {config.order}.")
-    b, a = butter(config.order, config.cutoff_hz / (fps / 2))
+    b, a = butter(config.order, cutoff / (fps / 2))
     padlen = 3 * max(len(a), len(b))
     out = points.copy()
     missing = np.isnan(points).any(axis=-1)

@@ -247,3 +247,18 @@ def test_live_cameras_preview_record_and_stop(make_window, qtbot, tmp_path):
     assert w.controller.running  # the capture goes on after the recording
     w.toggle_start()
     qtbot.waitUntil(lambda: not w.controller.running and not w.controller.busy, timeout=30_000)
+
+
+def test_a_millimetre_calibration_loads_in_metres_and_says_so(make_window, tmp_path):
+    from test_units import write_in_units
+
+    from app.sample import sample_calibration
+    from calibration.formats.detect import convert
+
+    w = make_window()
+    said: list[str] = []
+    w.controller.info.connect(said.append)
+    w.load_calibration(write_in_units(tmp_path / "rig_mm.toml", 1000.0))
+    assert w.last_error in (None, "") and w.controller.rig is not None
+    np.testing.assert_allclose(w.controller.rig["cam03"].t, convert(sample_calibration())["cam03"].t)
+    assert any("fits millimetres; converted to metres" in s for s in said)

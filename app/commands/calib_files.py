@@ -16,6 +16,7 @@ from calibration.errors import TriangulumError
 from calibration.formats import FORMATS, WRITABLE, convert, export
 from calibration.formats.detect import ALIASES, detect_format, format_name
 from calibration.rig import Rig
+from calibration.units import CHOICES as UNIT_CHOICES
 
 _FORMAT_HELP = f"one of {', '.join(FORMATS)} (aliases: {', '.join(sorted(ALIASES))})"
 
@@ -42,11 +43,18 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="fmt_in", metavar="FORMAT", help=f"input format, {_FORMAT_HELP} (default: detected)")
     p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"),
                    help="image size in px for EasyMocap files that do not store it (default: from the principal point)")
+    p.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto",
+                   help="length unit of the input (default auto: told from the rig's geometry); "
+                   "the output is always in metres")
 
 
 def _read(args: argparse.Namespace) -> tuple[Rig, str]:
     fmt = format_name(args.fmt_in) if args.fmt_in else detect_format(args.source)
-    return convert(args.source, fmt, tuple(args.size) if args.size else None), fmt
+    notes: list[str] = []
+    rig = convert(args.source, fmt, tuple(args.size) if args.size else None, args.calib_units, notes)
+    for note in notes:
+        print(f"note: {note}")
+    return rig, fmt
 
 
 def run_convert(args: argparse.Namespace) -> int:

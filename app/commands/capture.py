@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "after '?', e.g. video:cam01.mp4?fps=30&loop=1 (repeat for each camera)",
     )
     p.add_argument("--calib", type=Path, help="rig calibration (any supported format): turns on 3D pose estimation")
+    p.add_argument("--calib-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                   help="length unit of the calibration (default auto: told from the rig's geometry)")
     p.add_argument("--record", type=Path, metavar="DIR", help="record every frame into this new folder")
     p.add_argument("--codec", choices=sorted(CODECS), default="mjpeg", help="recording codec (default mjpeg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for mjpeg, 1-100 (95+: full colour; 100: near-lossless)")
@@ -96,7 +98,7 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
     if args.threads < 0:
         raise TriangulumError(f"--threads {args.threads} must be 0 (the runtime's choice) or more.")
     config = online_config(args.method, args.filter)
-    rig = convert(args.calib)
+    rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
     return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     from app.export import FORMATS
     from app.process.reconstruct import METHODS
+    from calibration.units import CHOICES as UNIT_CHOICES
 
     p = subparsers.add_parser(
         "process",
@@ -33,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "videos, or one video per camera named after the camera; none: the built-in sample")
     p.add_argument("--calib", type=Path, help="rig calibration, any format `triangulum calib convert` reads "
                    "(default: the session's calibration.toml)")
+    p.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto",
+                   help="length unit of the calibration (default auto: told from the rig's geometry; "
+                   "FreeMoCap and Anipose write millimetres)")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: SESSION/results, "
                    "./sample-results for the sample, ./results otherwise)")
     p.add_argument("--method", choices=METHODS, default="algebraic",
@@ -44,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(IDs are shown in the overlay videos and report.json)")
     p.add_argument("--filter", choices=("butterworth", "one-euro", "none"), default="butterworth",
                    help="temporal filter after gap filling (default: zero-phase Butterworth)")
-    p.add_argument("--cutoff", type=float, default=6.0, metavar="HZ", help="Butterworth cutoff (default 6 Hz)")
+    p.add_argument("--cutoff", type=float, metavar="HZ", help="Butterworth cutoff (default 6 Hz, or 0.8 x half "
+                   "the frame rate for takes under 15 fps)")
     p.add_argument("--max-gap", type=int, default=10, metavar="FRAMES",
                    help="fill gaps up to this many frames by interpolation (0: none; default 10)")
     p.add_argument("--frames", metavar="START:STOP", help="process only these frame sets, e.g. 0:50")
@@ -116,9 +122,6 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
             f"per limb joint; left/right fixed in "
             + (", ".join(f"{c} ({v['any']} frames)" for c, v in p["left_right_corrected_frames"].items()
                          if v["any"]) or "no view"))
-    if not quality["people"]:
-        lines.append("  Nobody was seen by two or more cameras at once: check that the person is in view of "
-                     "several cameras and that the calibration belongs to these videos.")
     for w in result.take.warnings:
         lines.append(f"  note: {w}")
     lines.append(f"Results in {outdir}/: " + ", ".join(sorted(f.name for f in files)))
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from app.process.outputs import NPZ, write_exports, write_npz
     from app.process.overlay import write_overlays
     from app.process.report import write_report
-    from app.process.take import process_take
+    from app.process.take import fit_to_take, process_take
 
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     unknown = [f for f in formats if f not in FORMATS]
@@ -143,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
     config = build_config(args)
     t0 = time.perf_counter()
-    take = open_take(list(args.inputs), args.calib)
+    take = open_take(list(args.inputs), args.calib, args.calib_units)
+    config = fit_to_take(config, take)  # options that cannot work on this take fail here, before the 2D
     outdir = args.output or default_output(list(args.inputs))
     outdir.mkdir(parents=True, exist_ok=True)
     total = (config.stop or take.frames) - config.start
@@ -166,4 +170,6 @@ def run(args: argparse.Namespace) -> int:
 
     quality = json.loads(report.read_text(encoding="utf-8"))
     print(summary(result, quality, files, outdir, time.perf_counter() - t0))
-    return 0
+    if quality["outcome"]["reason"]:
+        print(f"error: nothing reconstructed: {quality['outcome']['reason']}", file=sys.stderr)
+    return quality["outcome"]["exit_code"]

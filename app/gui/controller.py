@@ -133,8 +133,10 @@ class CaptureController(QtCore.QObject):
         from calibration.formats.detect import convert
 
         path = Path(path)
-        self.set_calibration(convert(path), path)
-        self.info.emit(f"Calibration {path.name}: cameras {', '.join(self.rig.names)}.")
+        notes: list[str] = []
+        self.set_calibration(convert(path, notes=notes), path)
+        self.info.emit(f"Calibration {path.name}: cameras {', '.join(self.rig.names)}."
+                       + "".join(f" {n}" for n in notes))
 
     @property
     def running(self) -> bool:

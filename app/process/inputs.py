@@ -11,9 +11,14 @@ pixels narrower or shorter is taken as cropped on the right/bottom (pixel coordi
 the intrinsics, are unchanged; the camera's size is set to the video's) with a warning;
 anything else is an error naming the camera and what differs.
 
-Frames are matched across cameras by index for plain videos (files filmed in sync) and by
-capture time for recorded sessions (their timestamp files), where a camera that dropped a
-frame is simply missing from that frame set.
+Frames are matched across cameras in time (`calibration.timing`): a plain video's frame i
+was taken i/fps after the video's start (videos start together), a recorded session's at the
+capture time in its timestamp file. Frame sets are the fastest camera's instants; every camera
+gives the frame nearest each instant within half the fastest frame period, and is missing from
+a set it has no frame for (a dropped frame, or a slower camera between two of its frames).
+A camera slower than the set rate (a 30 fps view in a 60 fps rig) is listed in
+`Take.interpolated`: offline processing brings its 2D to every instant by interpolating
+between its neighbouring frames (`app.process.take`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from app.capture.session import Session, open_session
 from calibration.errors import TriangulumError
 from calibration.formats.detect import convert
 from calibration.rig import Rig
+from calibration.timing import common_instants, frame_times, match_instants
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 CALIBRATION_NAMES = ("calibration.toml", "rig.toml", "Calib.toml", "Calib.qca.txt", "camera_array.toml")
 CROP_TOLERANCE_PX = 16
 LENGTH_TOLERANCE = 2  # frames a plain video may be longer than the others before a warning
+SLOWER = 0.98  # a camera under this fraction of the set rate is slower: its 2D is interpolated
+DEFAULT_FPS = 30.0
 
 
 @dataclass
@@ -57,7 +65,11 @@ class Take:
     rig: the calibrated cameras that have a video, in processing order (sizes set to the
     videos'). videos: one per rig camera, same order. frame_index: (F, C) frame of each
     camera's video in each frame set, -1 where that camera has no frame. times: (F,) seconds
-    of each frame set from the start. warnings: what was adjusted, in sentences.
+    of each frame set from the start. fps: the set rate (the fastest camera's).
+    frame_times: (F, C) seconds at which the frame used was taken (NaN where none).
+    camera_fps: (C,) each camera's own rate. interpolated: cameras slower than the set rate,
+    whose 2D is interpolated in time to the sets they have no frame for. warnings: what was
+    adjusted, in sentences.
     """
 
     rig: Rig
@@ -68,6 +80,15 @@ class Take:
     source: str
     calibration: Path | None
     warnings: list[str] = field(default_factory=list)
+    frame_times: np.ndarray | None = None
+    camera_fps: list[float] = field(default_factory=list)
+    interpolated: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.frame_times is None:  # frames taken exactly at the set instants
+            self.frame_times = np.where(self.frame_index >= 0, self.times[:, None], np.nan)
+        if not self.camera_fps:
+            self.camera_fps = [self.fps] * len(self.videos)
 
     @property
     def cameras(self) -> list[str]:
@@ -148,24 +169,52 @@ def _find_calibration(folder: Path) -> Path:
                           "pass one with --calib.")
 
 
-def _lockstep_index(videos: list[VideoInfo], warnings: list[str]) -> np.ndarray:
-    """(F, C) frame i of every camera for plain videos, up to the shortest one."""
+def _video_fps(videos: list[VideoInfo], warnings: list[str]) -> list[float]:
+    unknown = [v.camera for v in videos if not v.fps > 0]
+    known = [v.fps for v in videos if v.fps > 0]
+    if unknown:
+        fallback = max(known) if known else DEFAULT_FPS
+        warnings.append(f"camera(s) {', '.join(unknown)}: the video does not say its frame rate; taking "
+                        f"{fallback:g} fps.")
+        return [v.fps if v.fps > 0 else fallback for v in videos]
+    return [float(v.fps) for v in videos]
+
+
+def video_index(videos: list[VideoInfo], warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Frame sets of plain videos by time (frame i at i/fps from each video's start) ->
+    frame_index (F, C) (-1 missing), set times (F,) s, frame times (F, C) s, fps per camera.
+
+    The sets are the fastest camera's frames over the time every video covers."""
     lengths = np.array([v.frames for v in videos])
     if (lengths <= 0).any():
         bad = [v.camera for v in videos if v.frames <= 0]
         raise TriangulumError(f"camera(s) {bad}: the video reports no frames; re-encode it (e.g. with ffmpeg).")
-    shortest = int(lengths.min())
-    if lengths.max() - shortest > 0:
-        detail = ", ".join(f"{v.camera} {v.frames}" for v in videos)
-        msg = f"the videos have different lengths ({detail} frames); processing the first {shortest} frames of each."
-        if lengths.max() - shortest > LENGTH_TOLERANCE:
-            msg += " Check that the videos start together: plain videos are matched frame by frame."
-        warnings.append(msg)
-    return np.repeat(np.arange(shortest)[:, None], len(videos), axis=1)
+    fps = _video_fps(videos, warnings)
+    times = [frame_times(v.frames, r) for v, r in zip(videos, fps, strict=True)]
+    durations = lengths / np.array(fps)
+    instants, ref = common_instants(times, [1.0 / r for r in fps])
+    if len({round(r, 3) for r in fps}) == 1:
+        shortest = int(lengths.min())
+        if lengths.max() - shortest > 0:
+            detail = ", ".join(f"{v.camera} {v.frames}" for v in videos)
+            msg = (f"the videos have different lengths ({detail} frames); processing the first {shortest} "
+                   "frames of each.")
+            if lengths.max() - shortest > LENGTH_TOLERANCE:
+                msg += " Check that the videos start together: plain videos are matched by time from their start."
+            warnings.append(msg)
+    elif durations.max() - durations.min() > LENGTH_TOLERANCE / max(fps):
+        detail = ", ".join(f"{v.camera} {d:.2f} s" for v, d in zip(videos, durations, strict=True))
+        warnings.append(f"the videos last different times ({detail}); processing the {durations.min():.2f} s "
+                        "they all cover. Check that the videos start together.")
+    tol = 0.5 / fps[ref]
+    index = np.stack([match_instants(instants, t, tol) for t in times], axis=1)
+    used = np.where(index >= 0, np.stack([t[np.maximum(index[:, c], 0)] for c, t in enumerate(times)], 1), np.nan)
+    return index, instants, used, fps
 
 
-def session_index(session: Session, cameras: list[str], warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Frame sets of a recorded session by capture time -> (F, C) frame index (-1 missing), (F,) s.
+def session_index(session: Session, cameras: list[str], warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Frame sets of a recorded session by capture time -> frame_index (F, C) (-1 missing),
+    set times (F,) s from the start, frame times (F, C) s from the start, fps per camera.
 
     The camera with the most frames sets the timeline; every other camera contributes its
     frame nearest in time, if within half a frame period (else it is missing from that set).
@@ -174,26 +223,27 @@ def session_index(session: Session, cameras: list[str], warnings: list[str]) -> 
     ref = max(range(len(tracks)), key=lambda k: tracks[k].frames)
     times = tracks[ref].times
     index = np.full((len(times), len(tracks)), -1, np.int64)
+    used = np.full((len(times), len(tracks)), np.nan)
     for k, tr in enumerate(tracks):
         if not tr.frames:
             warnings.append(f"camera '{tr.name}': the session has no readable frames for it; it is left out.")
             continue
         tol = 0.5 / max(tr.fps, tracks[ref].fps)
-        after = np.searchsorted(tr.times, times)
-        lo, hi = np.clip(after - 1, 0, tr.frames - 1), np.clip(after, 0, tr.frames - 1)
-        j = np.where(np.abs(tr.times[lo] - times) <= np.abs(tr.times[hi] - times), lo, hi)
-        ok = np.abs(tr.times[j] - times) <= tol
-        index[ok, k] = j[ok]
+        j = match_instants(times, tr.times, tol)
+        ok = j >= 0
+        index[:, k] = j
+        used[ok, k] = tr.times[j[ok]]
         missing = int((~ok).sum())
         gaps = int((np.diff(tr.source_index) > 1).sum()) if tr.frames > 1 else 0
         if missing:
             warnings.append(f"camera '{tr.name}': no frame within {tol * 1e3:.0f} ms in {missing} of "
                             f"{len(times)} frame sets (dropped frames: {gaps}); those sets go without it.")
-    return index, times - times[0]
+    return index, times - times[0], used - times[0], [t.fps for t in tracks]
 
 
-def open_take(inputs: list[Path], calib: Path | None = None) -> Take:
-    """Resolve the inputs of `triangulum process` (see the module docstring)."""
+def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = "auto") -> Take:
+    """Resolve the inputs of `triangulum process` (see the module docstring). calib_units:
+    the calibration's length unit ("m", "cm", "mm"; "auto" tells it from the rig)."""
     from app.sample import sample_calibration, sample_videos
 
     warnings: list[str] = []
@@ -223,7 +273,7 @@ def open_take(inputs: list[Path], calib: Path | None = None) -> Take:
         source, videos = f"{len(inputs)} videos", list(inputs)
         if calib is None:
             raise TriangulumError("videos given without a calibration; pass the rig with --calib rig.toml.")
-    rig = convert(calib)
+    rig = convert(calib, units=calib_units, notes=warnings)
     if session is not None:
         by_camera = {t.name: t.video for t in session.tracks}
         unknown = [n for n in by_camera if n not in rig.names]
@@ -246,18 +296,18 @@ def open_take(inputs: list[Path], calib: Path | None = None) -> Take:
         rig = fit_camera_size(rig, info, warnings)
         infos.append(info)
     if session is not None:
-        frame_index, times = session_index(session, cameras, warnings)
-        fps = max(session.track(c).fps for c in cameras)
+        frame_index, times, used, rates = session_index(session, cameras, warnings)
     else:
-        frame_index = _lockstep_index(infos, warnings)
-        rates = {round(v.fps, 3) for v in infos if v.fps > 0}
-        if len(rates) > 1:
-            warnings.append(f"the videos report different frame rates ({sorted(rates)} fps); "
-                            "frames are matched by index.")
-        fps = max(rates) if rates else 30.0
-        times = np.arange(len(frame_index)) / fps
+        frame_index, times, used, rates = video_index(infos, warnings)
     if len(frame_index) == 0:
         raise TriangulumError(f"{source}: no frames to process.")
+    fps = max(rates)
+    slower = [c for c, r in zip(cameras, rates, strict=True) if r < SLOWER * fps]
+    if slower:
+        detail = ", ".join(f"{c} at {r:g} fps" for c, r in zip(cameras, rates, strict=True) if c in slower)
+        warnings.append(f"camera(s) {detail} run slower than the others ({fps:g} fps): frame sets follow the "
+                        f"{fps:g} fps cameras, and the slower camera's 2D is interpolated in time between its "
+                        "neighbouring frames for the sets it has no frame of its own.")
     for w in warnings:
         log.warning(w)
-    return Take(rig, infos, frame_index, times, fps, source, Path(calib), warnings)
+    return Take(rig, infos, frame_index, times, fps, source, Path(calib), warnings, used, rates, slower)

@@ -95,7 +95,7 @@ def write_overlays(result: TakeResult, outdir: Path, scale: float = 0.5,
                     continue
                 img = draw_frame(by_camera[cam], result, k, v, scale)
                 if v not in writers:
-                    writer = cv2.VideoWriter(str(paths[v]), cv2.VideoWriter_fourcc(*"mp4v"), take.fps,
+                    writer = cv2.VideoWriter(str(paths[v]), cv2.VideoWriter_fourcc(*"mp4v"), take.camera_fps[v],
                                              (img.shape[1], img.shape[0]))
                     if not writer.isOpened():
                         raise TriangulumError(f"cannot write {paths[v]}: OpenCV has no MPEG-4 encoder here; "

@@ -10,6 +10,7 @@ views used per joint; left/right corrections per camera. For the run: per-stage 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +100,66 @@ def timing_summary(result: TakeResult) -> dict[str, Any]:
     }
 
 
+def nothing_reason(result: TakeResult) -> str | None:
+    """Why nobody was reconstructed, in a sentence (None if somebody was)."""
+    if result.people:
+        return None
+    take = result.take
+    seen = np.array([[v < len(fr.views) and len(fr.views[v].keypoints) > 0 for v in range(len(take.cameras))]
+                     for fr in result.frames], bool).reshape(-1, len(take.cameras))
+    per_camera = seen.sum(0)
+    frames = len(result.frames)
+    if not per_camera.any():
+        return (f"BlazePose found nobody in any view in the {frames} frame sets; check that a person is in view "
+                "(whole body, not too small) and that the videos are not dark or blank.")
+    cams = [c for c, n in zip(take.cameras, per_camera, strict=True) if n]
+    detail = ", ".join(f"{c} in {n} frames" for c, n in zip(take.cameras, per_camera, strict=True) if n)
+    if len(cams) == 1:
+        return (f"a person was detected only by camera {cams[0]} ({detail}); triangulation needs a person seen by "
+                "two or more cameras at once.")
+    return (f"people were detected ({detail}) but never matched across two cameras: their rays do not meet, so "
+            "the calibration may not belong to these videos; check that each video is named after its camera and "
+            "the calibration's unit (--calib-units).")
+
+
+def outcome(result: TakeResult) -> dict[str, Any]:
+    """What the run achieved, as the exit code says it (see app.cli)."""
+    from app.cli import EXIT_NOTHING_RECONSTRUCTED, EXIT_OK
+
+    reason = nothing_reason(result)
+    return {"people_reconstructed": len(result.people),
+            "exit_code": EXIT_OK if reason is None else EXIT_NOTHING_RECONSTRUCTED, "reason": reason}
+
+
+def camera_timing(result: TakeResult) -> dict[str, Any]:
+    """Per camera: its frame rate, the frame sets it had a frame for, and whether its 2D was
+    interpolated in time to the sets it had none for (a camera slower than the set rate)."""
+    take = result.take
+    sets = np.array([fr.index for fr in result.frames], np.int64)
+    has = take.frame_index[sets] >= 0 if len(sets) else np.zeros((0, len(take.cameras)), bool)
+    return {c: {"fps": round(float(take.camera_fps[k]), 3), "frame_sets_with_a_frame": int(has[:, k].sum()),
+                "interpolated_2d": c in take.interpolated,
+                "frame_sets_interpolated": int((~has[:, k]).sum()) if c in take.interpolated else 0}
+            for k, c in enumerate(take.cameras)}
+
+
 def quality(result: TakeResult) -> dict[str, Any]:
     """report.json's content."""
+    with warnings.catch_warnings():
+        # Statistics of views or joints with no data are reported as null, not as numpy's warnings.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _quality(result)
+
+
+def _quality(result: TakeResult) -> dict[str, Any]:
     take = result.take
     return {
         "source": take.source,
         "cameras": take.cameras,
         "frames": len(result.frames),
         "fps": take.fps,
+        "camera_timing": camera_timing(result),
+        "outcome": outcome(result),
         "method": result.config.pipeline.triangulation.method,
         "main_person": result.main,
         "people_tracked": {str(i): {"frames": t.frames, "mean_views": round(t.view_frames / max(t.frames, 1), 2),
@@ -155,7 +208,9 @@ def write_plots(result: TakeResult, outdir: Path) -> list[Path]:
 
 def write_report(result: TakeResult, outdir: Path) -> tuple[Path, list[Path]]:
     """report.json and the PNG charts -> (json path, png paths)."""
-    pngs = write_plots(result, outdir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pngs = write_plots(result, outdir)
     data = quality(result)
     data["plots"] = [p.name for p in pngs]
     path = outdir / "report.json"

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from app.process.pipeline import (
 from app.process.reader import frame_sets, prefetch
 from app.process.reconstruct import Reconstruction, describe, triangulate_joints
 from calibration.errors import TriangulumError
+from calibration.timing import resample
 from engines.skeleton import BLAZEPOSE33, Skeleton
 from engines.temporal import (
     ButterworthConfig,
@@ -45,6 +47,7 @@ from engines.temporal import (
     OneEuroConfig,
     butterworth,
     fill_gaps,
+    fit_cutoff,
     one_euro,
 )
 
@@ -227,12 +230,36 @@ def smooth(joints: np.ndarray, times: np.ndarray, fps: float, config: TemporalCo
     if config.one_euro is not None:
         out = one_euro(out, times, config.one_euro)
     elif config.butterworth is not None and len(out) > 1:
-        cutoff = config.butterworth.cutoff_hz
-        if not cutoff < fps / 2:
-            raise TriangulumError(f"the Butterworth cutoff {cutoff} Hz must be under half the frame rate "
-                                  f"({fps / 2:g} Hz); lower --cutoff.")
         out = butterworth(out, fps, config.butterworth)
     return out
+
+
+def interpolate_slower_views(take: Take, sets: list[int], keypoints: np.ndarray,
+                             confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A person's 2D in the take's slower cameras brought to every frame-set instant.
+
+    sets: (F,) take frame-set indices; keypoints (C, F, J, 2), confidence (C, F, J) as gathered
+    (a slower camera has 2D only in the sets it had a frame for, taken at `take.frame_times`) ->
+    the same arrays with those cameras' 2D linearly interpolated in time at `take.times`, across
+    at most one of the camera's own frame periods (never across a dropped frame or a loss of the
+    person). Cameras at the set rate are returned as they are.
+    """
+    if not take.interpolated:
+        return keypoints, confidence
+    kp, cf = keypoints.copy(), confidence.copy()
+    sets = np.asarray(sets, np.int64)
+    instants = take.times[sets]
+    for name in take.interpolated:
+        c = take.cameras.index(name)
+        when = take.frame_times[sets, c]
+        real = np.isfinite(when)
+        # An undetected joint has confidence 0 and NaN 2D: keep it missing, not a zero to blend.
+        conf = np.where(np.isfinite(kp[c]).all(-1), cf[c], np.nan)
+        gap = 1.5 / take.camera_fps[c]
+        kp[c] = resample(when[real], kp[c][real], instants, gap)
+        cf[c] = np.nan_to_num(resample(when[real], conf[real], instants, gap), nan=0.0)
+        cf[c][~np.isfinite(kp[c]).all(-1)] = 0.0
+    return kp, cf
 
 
 def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, config: ProcessConfig,
@@ -244,6 +271,7 @@ def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, co
     t0 = clock()
     flips = solve_take(rig, kp, cf, skeleton, handedness)
     kp, cf = apply_flips(kp, cf, flips, skeleton)
+    kp, cf = interpolate_slower_views(take, [fr.index for fr in frames], kp, cf)
     t1 = clock()
     joints, used = triangulate_joints(rig, kp, cf, config.pipeline.triangulation)
     raw = describe(rig, joints, kp, cf, used)
@@ -254,6 +282,21 @@ def reconstruct_person(take: Take, frames: list[FrameResult], person_id: int, co
     for stage, dt in (("handedness", t1 - t0), ("triangulate", t2 - t1), ("filter", t3 - t2)):
         timings[stage] = timings.get(stage, 0.0) + dt
     return PersonTake(person_id, kp, cf, flips, raw, final, seen, 0.0)
+
+
+def fit_to_take(config: ProcessConfig, take: Take) -> ProcessConfig:
+    """The configuration with what depends on the take settled before any work: the
+    Butterworth cutoff for its frame rate (the default capped below half the rate, with a note
+    in `take.warnings`; a chosen cutoff that cannot work is a TriangulumError)."""
+    bw = config.temporal.butterworth
+    if bw is None:
+        return config
+    cutoff, note = fit_cutoff(bw.cutoff_hz, take.fps)
+    if note and note not in take.warnings:
+        log.warning(note)
+        take.warnings.append(note)
+    temporal = dataclasses.replace(config.temporal, butterworth=dataclasses.replace(bw, cutoff_hz=cutoff))
+    return dataclasses.replace(config, temporal=temporal)
 
 
 def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
@@ -267,7 +310,7 @@ def process_take(take: Take, config: ProcessConfig | None = None,
 
     progress(done, total) is called after every frame set.
     """
-    config = config or ProcessConfig()
+    config = fit_to_take(config or ProcessConfig(), take)
     start = max(config.start, 0)
     stop = take.frames if config.stop is None else min(config.stop, take.frames)
     if stop <= start:

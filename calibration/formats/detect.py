@@ -1,6 +1,6 @@
 """Which calibration format a file is, from its content, and conversion to a Rig.
 
-    convert(source, fmt=None, size=None) -> Rig      read any supported format
+    convert(source, fmt=None, size=None, units="auto", notes=None) -> Rig   read any supported format
     export(rig, dest, fmt=None) -> [paths]           write ours (TOML) or EasyMocap
 
 Formats: "toml" (ours, Anipose, FreeMoCap, Pose2Sim), "qualisys" (`.qca.txt`),
@@ -12,6 +12,7 @@ TOML with camera tables holding a `matrix` is ours.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from calibration.errors import TriangulumError
 from calibration.formats import caliscope, easymocap, qualisys
 from calibration.rig import Rig
 from calibration.rig_io import rig_from_toml_dict, save_rig
+from calibration.units import to_metres
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("toml", "qualisys", "caliscope", "easymocap")
 ALIASES = {
@@ -77,13 +81,26 @@ def _parse_toml(path: Path) -> dict:
                               f"{exc}); the file is truncated or damaged, or pass --from FORMAT.") from None
 
 
-def convert(source: str | Path, fmt: str | None = None, size: tuple[int, int] | None = None) -> Rig:
-    """Read a calibration in any supported format.
+def convert(source: str | Path, fmt: str | None = None, size: tuple[int, int] | None = None,
+            units: str = "auto", notes: list[str] | None = None) -> Rig:
+    """Read a calibration in any supported format, in metres.
 
     fmt: forces the format (see FORMATS/ALIASES) instead of detecting it.
     size: (W, H) px for EasyMocap files, which may not store the image size.
+    units: the file's length unit, "m", "cm", "mm", or "auto" to tell it from the rig's
+    geometry (`calibration.units`). notes: receives a sentence when the rig was converted
+    (without `notes` it is logged).
     """
-    source = Path(source)
+    rig = _read(Path(source), fmt, size)
+    rig, note = to_metres(rig, units, str(source))
+    if note and notes is not None:
+        notes.append(note)
+    elif note:
+        log.warning(note)
+    return rig
+
+
+def _read(source: Path, fmt: str | None, size: tuple[int, int] | None) -> Rig:
     key = format_name(fmt) if fmt else detect_format(source)
     if size is not None and key != "easymocap":
         raise TriangulumError(f"{source}: a {key} calibration stores the image size itself; leave out the size.")
