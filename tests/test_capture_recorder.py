@@ -4,6 +4,8 @@ with SIGKILL, a full disk, and playback in real time, as fast as possible and wi
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,9 +214,10 @@ def test_a_recording_killed_with_sigkill_plays_back(tmp_path, codec):
         assert skew < 1 / 60
 
 
-def test_a_full_disk_stops_recording_cleanly(tmp_path):
-    """Free space under the recorder's reserve: it stops, closes its files, says why, and
-    what it wrote plays."""
+def test_free_space_under_the_reserve_stops_recording_and_says_so(tmp_path):
+    """Free space under the recorder's reserve: it stops, closes its files, says how much is
+    free, what the reserve is and how to change it (the disk is not called full), and what it
+    wrote plays."""
     cams = [CameraEntry("a", "test", 320, 240, 30.0)]
     recorder = Recorder(tmp_path / "r", cams, RecorderConfig(min_free_bytes=1 << 62))
     recorder.start()
@@ -224,11 +227,18 @@ def test_a_full_disk_stops_recording_cleanly(tmp_path):
     while recorder.stats().state in ("recording", "stopping") and clock() < deadline:
         time.sleep(0.02)
     stats = recorder.stats()
-    assert stats.state == "stopped" and "full" in stats.error and "free space" in stats.error
+    assert stats.state == "stopped" and "full" not in stats.error
+    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    said = re.search(r"only ([\d,.]+) (MB|GB) free .* under the ([\d,.]+) GB the recorder keeps free", stats.error)
+    assert said, stats.error
+    told_mb = float(said[1].replace(",", "")) * (1024 if said[2] == "GB" else 1)
+    assert abs(told_mb - free_mb) < max(0.05 * free_mb, 50)
+    assert float(said[3].replace(",", "")) == pytest.approx((1 << 62) / 2**30)
+    assert "--min-free MB" in stats.error and "capture goes on" in stats.error
     recorder.submit(Frame("a", 9, 1.0, 0.0, pattern_frames(1)[0].image))  # ignored, no error
     recorder.stop()
     manifest = read_manifest(tmp_path / "r")
-    assert manifest["status"] == "stopped" and "full" in manifest["stop_reason"]
+    assert manifest["status"] == "stopped" and "--min-free" in manifest["stop_reason"]
     assert manifest["cameras"][0]["complete"]
 
 
@@ -323,3 +333,20 @@ def test_playback_as_fast_as_possible_and_looping(tmp_path):
 def test_a_folder_without_a_session_is_a_clear_error(tmp_path):
     with pytest.raises(TriangulumError, match="no manifest.toml"):
         open_sources([f"session:{tmp_path}"])
+
+
+def test_capture_min_free_option_sets_the_reserve(tmp_path, capsys):
+    from app.cli import main
+
+    src = "test:a?fps=20&width=160&height=120"
+    huge = str(shutil.disk_usage(tmp_path).free / 2**20 * 4)
+    assert main(["capture", "--source", src, "--record", str(tmp_path / "r1"), "--duration", "1.5",
+                 "--min-free", huge]) == 0
+    out = capsys.readouterr().out
+    assert "recording: only" in out and "--min-free MB" in out and "is full" not in out
+    assert read_manifest(tmp_path / "r1")["status"] == "stopped"
+    assert main(["capture", "--source", src, "--record", str(tmp_path / "r2"), "--duration", "1.0",
+                 "--min-free", "0"]) == 0
+    assert read_manifest(tmp_path / "r2")["status"] == "complete"
+    assert main(["capture", "--source", src, "--record", str(tmp_path / "r3"), "--min-free", "-5"]) == 2
+    assert "--min-free -5" in capsys.readouterr().err

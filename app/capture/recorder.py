@@ -6,9 +6,10 @@ then shows the gap). The recorder thread encodes and appends each frame to its c
 video and writes its timestamp row, flushed at once, so a killed process leaves everything
 up to the frame in flight (see `session.py` for the folder layout).
 
-Disk full (a failed write, or free space below `min_free_bytes`, checked every second)
-stops the recording cleanly: files are closed, the manifest says status "stopped" with the
-reason, and `error` carries a message for the user; capture itself goes on.
+A full disk (a failed write) or free space below the reserve `min_free_bytes` (checked every
+second; `capture --min-free MB`) stops the recording cleanly: files are closed, the manifest
+says status "stopped" with the reason, and `error` carries a message for the user that says
+which of the two it was, how much is free and how to go on; capture itself goes on.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ CODECS: dict[str, tuple[str, str | None, str]] = {
 NEAR_LOSSLESS_QUALITY = 95
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n < 10 * 2**30 else f"{n / 2**30:,.1f} GB"
+
+
 def app_version() -> str:
     try:
         return metadata.version("triangulum")
@@ -72,6 +77,10 @@ class RecorderConfig:
     quality: int = 90
     queue_frames: int = 16
     min_free_bytes: int = 256 * 1024 * 1024
+
+
+class _LowSpace(Exception):
+    """Free space fell under the recorder's reserve (the disk is not full yet)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,8 @@ class Recorder:
                 track.write(frame, t, quality)
                 self._last_t = max(self._last_t, t)
                 del frame
+        except _LowSpace as exc:
+            self._fail(str(exc))
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._fail(f"the disk holding {self.directory} is full; recording stopped, free space or record to another disk.")
@@ -300,8 +311,12 @@ class Recorder:
             return
         self._last_space_check = now
         free = shutil.disk_usage(self.directory).free
-        if free < self.config.min_free_bytes:
-            raise OSError(errno.ENOSPC, f"only {free / 1e6:.0f} MB free")
+        reserve = self.config.min_free_bytes
+        if free < reserve:
+            raise _LowSpace(
+                f"only {_mb(free)} free on the disk holding {self.directory}, under the {_mb(reserve)} the "
+                f"recorder keeps free; recording stopped (capture goes on). Free space, record to another disk, "
+                f"or lower the reserve with --min-free MB (e.g. --min-free {max(int(free / 2**20) // 2, 0)}).")
 
     def _fail(self, message: str) -> None:
         log.error("recording: %s", message)

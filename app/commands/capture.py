@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--record", type=Path, metavar="DIR", help="record every frame into this new folder")
     p.add_argument("--codec", choices=sorted(CODECS), default="mjpeg", help="recording codec (default mjpeg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for mjpeg, 1-100 (95+: full colour; 100: near-lossless)")
+    p.add_argument("--min-free", type=float, default=256, metavar="MB",
+                   help="stop recording when the disk has less free space than this (default 256 MB)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C or the sources end)")
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
     p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
@@ -126,12 +128,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_capture(args: argparse.Namespace, rig: Rig | None, pipeline: FramePipeline | None) -> int:
+    if getattr(args, "min_free", 0) < 0:
+        raise TriangulumError(f"--min-free {args.min_free} must be 0 MB or more.")
     config = CaptureConfig(
         sources=args.source,
         mode="lockstep" if args.lockstep else "live",
         tolerance=args.tolerance / 1000 if args.tolerance else None,
         record=args.record,
-        recorder=RecorderConfig(codec=args.codec, quality=args.quality),
+        recorder=RecorderConfig(codec=args.codec, quality=args.quality,
+                                min_free_bytes=int(getattr(args, "min_free", 256) * 2**20)),
         calibration=rig,
         stream=args.stream,
     )
