@@ -350,3 +350,20 @@ def test_capture_min_free_option_sets_the_reserve(tmp_path, capsys):
     assert read_manifest(tmp_path / "r2")["status"] == "complete"
     assert main(["capture", "--source", src, "--record", str(tmp_path / "r3"), "--min-free", "-5"]) == 2
     assert "--min-free -5" in capsys.readouterr().err
+
+
+def test_lockstep_capture_records_every_frame_of_full_size_videos(tmp_path, capsys):
+    """Four 1088x1920 studio videos read in lock-step are read faster than they can be
+    encoded: the readers wait for the recorder, and every frame of every camera is recorded."""
+    from app.cli import main
+    from app.sample import SAMPLE_DIR
+
+    sources = [a for c in ("cam01", "cam02", "cam03", "cam04")
+               for a in ("--source", f"video:{SAMPLE_DIR / f'{c}.mp4'}?lockstep=1")]
+    assert main(["capture", *sources, "--lockstep", "--record", str(tmp_path / "take")]) == 0
+    manifest = read_manifest(tmp_path / "take")
+    assert manifest["status"] == "complete"
+    assert [(c["frames"], c["dropped"]) for c in manifest["cameras"]] == [(100, 0)] * 4
+    session = open_session(tmp_path / "take")
+    assert [t.frames for t in session.tracks] == [100] * 4
+    assert all(np.array_equal(t.source_index, np.arange(100)) for t in session.tracks)

@@ -110,7 +110,9 @@ class LiveCapture:
                     CameraEntry(s.name, s.spec or s.description, i.width, i.height, i.fps or 30.0)
                     for s, i in zip(self.sources, infos, strict=True)
                 ]
-                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration)
+                # In lock-step the files wait for the recorder: every frame is recorded.
+                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration,
+                                         hold_back=cfg.mode == "lockstep")
         except BaseException:
             for s in self.sources:
                 s.close()

@@ -1,8 +1,10 @@
 """Record every frame of every camera, on its own thread, without ever stalling capture.
 
-Grabbers call `submit(frame)`, which never waits: frames go into one bounded queue and a
-frame that finds the queue full is counted as dropped for its camera (the timestamp CSV
-then shows the gap). The recorder thread encodes and appends each frame to its camera's
+Live, grabbers call `submit(frame)`, which never waits: frames go into one bounded queue and
+a frame that finds its camera's share full is counted as dropped for its camera (the
+timestamp CSV then shows the gap). With `hold_back` (lock-step capture of files, which can be
+read as slowly as needed) `submit` instead waits for room, so the readers follow the recorder
+and no frame is lost. The recorder thread encodes and appends each frame to its camera's
 video and writes its timestamp row, flushed at once, so a killed process leaves everything
 up to the frame in flight (see `session.py` for the folder layout).
 
@@ -178,8 +180,10 @@ class Recorder:
         config: RecorderConfig | None = None,
         calibration: Rig | None = None,
         clock_origin: float | None = None,
+        hold_back: bool = False,
     ) -> None:
         self.directory = Path(directory)
+        self.hold_back = hold_back
         self.cameras = list(cameras)
         self.config = config or RecorderConfig()
         if self.config.codec not in CODECS:
@@ -192,6 +196,7 @@ class Recorder:
         self._tracks: dict[str, _Track] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # a camera's share of the queue has room
         self._state = "idle"
         self._error = ""
         self._stop_reason = ""
@@ -250,14 +255,21 @@ class Recorder:
         }
 
     def submit(self, frame: Frame) -> None:
-        """Queue a frame for writing; never waits (a full queue drops the frame)."""
+        """Queue a frame for writing. Live it never waits (a full share drops the frame); with
+        `hold_back` it waits until the camera's share has room or the recording stops."""
         if self._state != "recording":
             return
         track = self._tracks.get(frame.camera)
         if track is None:
             return
         with self._lock:
-            if track.queued >= self.config.queue_frames:
+            if self.hold_back:
+                while track.queued >= self.config.queue_frames and self._state == "recording":
+                    self._room.wait(0.1)
+                if self._state != "recording":
+                    track.dropped += 1
+                    return
+            elif track.queued >= self.config.queue_frames:
                 track.dropped += 1
                 return
             track.queued += 1
@@ -289,9 +301,10 @@ class Recorder:
                 self._check_space()
                 t = frame.t_capture - self.clock_origin
                 track = self._tracks[frame.camera]
+                track.write(frame, t, quality)
                 with self._lock:
                     track.queued -= 1
-                track.write(frame, t, quality)
+                    self._room.notify_all()
                 self._last_t = max(self._last_t, t)
                 del frame
         except _LowSpace as exc:
@@ -324,6 +337,7 @@ class Recorder:
             self._error = message
             self._stop_reason = message
             self._state = "stopping"
+            self._room.notify_all()
 
     def _finish(self) -> None:
         # Frames still queued are not written; release their buffers and count them.
@@ -350,6 +364,7 @@ class Recorder:
             log.error("recording: the final manifest could not be written (%s)", exc)
         with self._lock:
             self._state = "stopped" if stopped else "complete"
+            self._room.notify_all()
 
     def stats(self) -> RecorderStats:
         with self._lock:
