@@ -3,7 +3,8 @@
     python benchmarks/capture_latency.py [--json PATH] [--seconds 30] [--fps 30]
                                          [--backend onnxruntime|torch|tensorrt] [--threads 1]
                                          [--method algebraic] [--filter none|one-euro]
-                                         [--codec mjpeg] [--only norecord|record|lockstep]
+                                         [--codec mjpeg] [--pose-decode full|reduced]
+                                         [--only norecord|record|lockstep|replay60]
 
 Four `video:` sources from ../shared/data/pose2sim-demo-single (1080/1088x1920, looping)
 paced at --fps like live cameras, live sync, the pose worker running the pipeline that
@@ -14,6 +15,15 @@ recording (into a temporary folder). The first 3 s are warm-up and not counted. 
 run reads the same files in lock-step (no pacing, every set): the pipeline's own throughput
 on this machine, without the cost of decoding four 30 fps streams in real time (its latency
 is not meaningful: the files' timeline runs ahead of it).
+
+A fourth run, replay60, stands in for four 1088x1920 cameras at 60 fps that send MJPEG (as
+USB cameras do): the four studio videos are first recorded into a session in lock-step
+(every frame, MJPEG), then that session is replayed at real speed (60 fps, looping) while
+it is recorded again and pose runs. Its recorded/delivered ratio per camera says whether
+recording lost anything; the recorder's CPU per frame what recording costs (the session's
+JPEGs are stored as they come, without decoding or re-encoding). replay60-decode is the
+baseline in the same run: the same replay with every frame decoded by its grabber and
+re-encoded by the recorder, as before frames could stay compressed.
 
 Reported per run: achieved pose rate; median and 95th-percentile latency from capture
 time (the set's mean capture time) to the PoseFrame being published; per-stage medians
@@ -89,8 +99,21 @@ def warm_up(pipeline: FramePipeline, specs: list[str]) -> None:
     pipeline.reset()
 
 
+def make_session(folder: Path, specs: list[str]) -> Path:
+    """The videos recorded (MJPEG, every frame, in lock-step) into a session folder."""
+    config = CaptureConfig(sources=[s.replace("&loop=1", "") + "&lockstep=1" for s in specs], mode="lockstep",
+                           record=folder)
+    capture = LiveCapture(config)
+    capture.start()
+    while not capture.finished:
+        time.sleep(0.1)
+    capture.stop()
+    return folder
+
+
 def run(
-    pipeline: FramePipeline, specs: list[str], seconds: float, record: Path | None, codec: str, lockstep: bool = False
+    pipeline: FramePipeline, specs: list[str], seconds: float, record: Path | None, codec: str, lockstep: bool = False,
+    name: str | None = None, passthrough: bool = True,
 ) -> dict:
     if lockstep:
         specs = [s.replace("&loop=1", "") + "&lockstep=1&loop=1" for s in specs]
@@ -98,6 +121,9 @@ def run(
         sources=specs, mode="lockstep" if lockstep else "live", record=record, recorder=RecorderConfig(codec=codec)
     )
     capture = LiveCapture(config, pipeline)
+    for source in capture.sources:
+        if hasattr(source, "passthrough"):  # a session camera: hand on its JPEGs, or decode them
+            source.passthrough = passthrough
     capture.open()
     box = capture.worker.subscribe(capacity=100_000, images=False)
     capture.start()
@@ -108,6 +134,7 @@ def run(
     end = capture.stats()
     t_end = clock()
     capture.stop()
+    final = capture.stats()  # after stop: everything queued has been written
     poses = []
     while (p := box.get(timeout=0)) is not None:
         if t_start <= p.t_published <= t_end:
@@ -121,7 +148,7 @@ def run(
     if lockstep:
         latency = np.array([])
     result = {
-        "run": "lockstep" if lockstep else ("record" if record is not None else "norecord"),
+        "run": name or ("lockstep" if lockstep else ("record" if record is not None else "norecord")),
         "record": record is not None,
         "seconds": round(window, 2),
         "poses": len(poses),
@@ -147,8 +174,16 @@ def run(
         rec_start, rec_end = start.recorder, end.recorder
         written = {c: rec_end.written[c] - rec_start.written[c] for c in rec_end.written}
         dropped = {c: rec_end.dropped[c] - rec_start.dropped[c] for c in rec_end.dropped}
+        passed = {c: rec_end.passed_through[c] - rec_start.passed_through[c] for c in rec_end.written}
         result.update(
             record_codec=codec,
+            # Whole run (warm-up included), after the recorder drained its queue.
+            record_over_delivered={c.camera: round(final.recorder.written[c.camera] / max(1, c.frames), 4)
+                                   for c in final.cameras},
+            record_total_written=dict(final.recorder.written),
+            camera_total_delivered={c.camera: c.frames for c in final.cameras},
+            record_cpu_ms_per_frame=round(1000 * (rec_end.cpu_s - rec_start.cpu_s) / max(1, sum(written.values())), 3),
+            record_passed_through_share=round(sum(passed.values()) / max(1, sum(written.values())), 4),
             record_written_fps={c: round(n / window, 2) for c, n in written.items()},
             record_drop_rate={c: round(dropped[c] / max(1, written[c] + dropped[c]), 4) for c in written},
             record_mb_per_s=round((rec_end.bytes - rec_start.bytes) / window / 1e6, 2),
@@ -163,7 +198,7 @@ def print_table(results: list[dict]) -> None:
     for r in results:
         stages.update(dict.fromkeys(r["stage_ms_median"]))
     head = (f"{'run':<10}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
-            + f"{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}")
+            + f"{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}{'rec/deliv':>10}{'rec ms/f':>9}")
     print("latency and stages: median milliseconds; skew: median sync skew")
     print(head)
     print("-" * len(head))
@@ -173,12 +208,20 @@ def print_table(results: list[dict]) -> None:
         drop = np.mean(list(r["camera_drop_rate"].values())) * 100
         unused = np.mean(list(r["sync_unused_rate"].values())) * 100
         rec = f"{np.mean(list(r['record_drop_rate'].values())) * 100:.1f}%" if r["record"] else "-"
+        ratio = f"{min(r['record_over_delivered'].values()):.3f}" if r["record"] else "-"
+        rec_cpu = f"{r['record_cpu_ms_per_frame']:.2f}" if r["record"] else "-"
         lat = f"{'-':>9}{'-':>9}" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:>9.0f}{r['latency_ms_p95']:>9.0f}"
         cells = "".join(f"{st[s]:>12.1f}" if s in st else f"{'-':>12}" for s in stages)
         print(
             f"{r['run']:<10}{r['pose_rate']:>8.2f}{lat}{cells}"
-            f"{r['sync_skew_ms_median']:>7.1f}{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}"
+            f"{r['sync_skew_ms_median']:>7.1f}{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}{ratio:>10}{rec_cpu:>9}"
         )
+    for r in results:
+        if r["record"]:
+            print(f"{r['run']}: recorded / delivered per camera " + ", ".join(
+                f"{c} {r['record_over_delivered'][c]:.3f} ({r['record_written_fps'][c]:.1f} fps)"
+                for c in r["record_over_delivered"])
+                + f"; {100 * r['record_passed_through_share']:.0f} % stored as the camera's JPEG")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,13 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=METHODS, default="algebraic", help="triangulation method")
     parser.add_argument("--filter", choices=ONLINE_FILTERS, default="none", help="live temporal filter")
     parser.add_argument("--codec", default="mjpeg", help="recording codec")
-    parser.add_argument("--only", choices=("norecord", "record", "lockstep"), help="run just one of the three")
+    parser.add_argument("--pose-decode", choices=("full", "reduced"), default="full",
+                        help="decode compressed frames for pose in full or at reduced size (as capture --pose-decode)")
+    parser.add_argument("--only", choices=("norecord", "record", "lockstep", "replay60"), help="run just one of them (replay60 runs its baseline too)")
     args = parser.parse_args(argv)
     if not DATA.exists():
         sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
     specs = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
     rig = convert(DATA / "calibration" / "Calib.qca.txt")
-    pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter), args.backend, args.threads or None)
+    pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter, args.pose_decode), args.backend,
+                                    args.threads or None)
     results = []
     # As `triangulum capture`: one torch thread for the geometry unless torch runs the model.
     with torch_threads(args.threads if args.backend == "torch" else 1):
@@ -213,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.reset()
         if args.only in (None, "lockstep"):
             results.append(run(pipeline, specs, args.seconds, None, args.codec, lockstep=True))
+            pipeline.reset()
+        if args.only in (None, "replay60"):
+            with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
+                # The cameras' own rate: the studio videos were filmed at 60 fps.
+                session = make_session(Path(tmp) / "cameras", [s.replace(f"fps={args.fps:g}", "fps=60") for s in specs])
+                replay = [f"session:{session}?speed=1&loop=1"]
+                results.append(run(pipeline, replay, args.seconds, Path(tmp) / "take", args.codec, name="replay60"))
+                pipeline.reset()
+                # Baseline in the same run: every frame decoded by its grabber and re-encoded.
+                results.append(run(pipeline, replay, args.seconds, Path(tmp) / "take-decoded", args.codec,
+                                   name="replay60-decode", passthrough=False))
         torch_threads_used = torch.get_num_threads()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend} "

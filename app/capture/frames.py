@@ -8,10 +8,12 @@ and the pose worker compare directly; it never jumps when the wall clock is set.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 clock = time.monotonic
@@ -25,7 +27,11 @@ def recent_rate(times: Sequence[float], now: float, window: float = 1.0) -> floa
     return (len(recent) - 1) / (recent[-1] - recent[0])
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+REDUCTIONS = (1, 2, 4, 8)  # JPEG decodes directly at these fractions of the full size
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                  8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
 class Frame:
     """One image from one camera.
 
@@ -34,13 +40,64 @@ class Frame:
     t_grab: when the grabber asked the source for it. image: (H, W, 3) uint8 BGR; it is a
     pooled buffer (see `buffers.FramePool`) shared by every consumer: treat it as
     read-only and hold the Frame (or the array) for as long as you need the pixels.
+    encoded: the JPEG bytes as the source delivered them (an MJPEG camera, a recorded
+    session), or None. A frame with `encoded` and no `image` is decoded only when someone
+    asks: `image` decodes it in full once; `pixels(reduce)` decodes it at 1/2, 1/4 or 1/8 of
+    the size directly, which costs a fraction of a full decode. The recorder writes `encoded`
+    as it is, so a compressed camera is recorded without decoding or re-encoding.
     """
 
-    camera: str
-    index: int
-    t_capture: float
-    t_grab: float
-    image: np.ndarray
+    __slots__ = ("camera", "index", "t_capture", "t_grab", "encoded", "_image", "_reduced", "_lock")
+
+    def __init__(self, camera: str, index: int, t_capture: float, t_grab: float,
+                 image: np.ndarray | None = None, encoded: bytes | None = None) -> None:
+        if image is None and encoded is None:
+            raise ValueError("a Frame needs an image or its encoded bytes")
+        self.camera, self.index, self.t_capture, self.t_grab = camera, index, t_capture, t_grab
+        self.encoded = encoded
+        self._image = image
+        self._reduced: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def image(self) -> np.ndarray:
+        """(H, W, 3) uint8 BGR at full size (decoded on first use for an encoded frame)."""
+        if self._image is None:
+            with self._lock:
+                if self._image is None:
+                    self._image = _decode(self.encoded, 1, self.camera, self.index)
+        return self._image
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the full-size pixels exist already (no decoding needed for `image`)."""
+        return self._image is not None
+
+    def pixels(self, reduce: int = 1) -> np.ndarray:
+        """The image at 1/reduce of its size (reduce in REDUCTIONS), always that size: an
+        encoded frame is decoded directly at that size (once, whether or not it was decoded in
+        full already, so the pixels never depend on who looked first); a raw frame is resized
+        (INTER_AREA), which costs more than it saves: ask raw frames for reduce 1."""
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}, not {reduce}")
+        if reduce == 1:
+            return self.image
+        with self._lock:
+            if reduce not in self._reduced:
+                if self.encoded is not None:
+                    self._reduced[reduce] = _decode(self.encoded, reduce, self.camera, self.index)
+                else:
+                    h, w = self._image.shape[:2]
+                    self._reduced[reduce] = cv2.resize(self._image, ((w + reduce - 1) // reduce, (h + reduce - 1) // reduce),
+                                                       interpolation=cv2.INTER_AREA)
+            return self._reduced[reduce]
+
+
+def _decode(data: bytes, reduce: int, camera: str, index: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_FLAGS[reduce])
+    if image is None:
+        raise ValueError(f"camera {camera}: frame {index} is not a decodable JPEG")
+    return image
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -197,6 +197,20 @@ class Grabber:
                     return
                 continue
             t_done = clock()
+            if grabbed.encoded is not None:
+                # Compressed as it came: no buffer needed, nobody decodes it unless they must.
+                with self._lock:
+                    self._dropped += grabbed.skipped
+                    self._frames += 1
+                    self._recent.append(t_done)
+                frame = Frame(self.name, grabbed.index,
+                              grabbed.t_capture if grabbed.t_capture is not None else t_done, t_grab,
+                              encoded=grabbed.encoded)
+                del buffer, target, grabbed
+                for sink in self.sinks:
+                    sink(frame)
+                del frame
+                continue
             image = grabbed.image
             if image is not target:
                 if image.shape != self._pool.shape:

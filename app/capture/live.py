@@ -29,6 +29,7 @@ from calibration.rig import Rig
 log = logging.getLogger(__name__)
 
 START_LEAD = 0.1  # seconds between opening the sources and their first due frame
+POSE_NICENESS = 10  # the pose worker's lower priority while recording live
 
 
 @dataclass
@@ -70,6 +71,9 @@ class LiveCapture:
         self.config = config
         self.pipeline = pipeline or PreviewPipeline()
         self.sources = open_sources(config.sources)
+        for s in self.sources:
+            # Compressed frames stay compressed: recorded as they came, decoded only for pose.
+            s.passthrough = True
         if config.mode == "lockstep":
             # Every set of every frame: files are read as fast as the sets are consumed.
             for s in self.sources:
@@ -101,7 +105,9 @@ class LiveCapture:
             infos = [g.open() for g in self.grabbers]
             tolerance = cfg.tolerance or default_tolerance(i.fps or 30.0 for i in infos)
             self.sync = SyncBuffer(self.cameras, tolerance, cfg.mode, cfg.sync_depth)
-            self.worker = PoseWorker(self.sync, self.pipeline)
+            # Recording live comes first: the pose worker yields the CPU to grabbers and recorder.
+            live_recording = bool(cfg.record) and cfg.mode == "live"
+            self.worker = PoseWorker(self.sync, self.pipeline, niceness=POSE_NICENESS if live_recording else 0)
             if cfg.stream:
                 target = parse_stream_target(cfg.stream)
                 self.streamer = PoseStreamer(self.worker.subscribe(capacity=8, images=False), target)

@@ -21,6 +21,7 @@ import logging
 import queue
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,6 +39,7 @@ from app.capture.session import (
     timestamp_columns,
     write_manifest,
 )
+from app.capture.sources import jpeg_size
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
 from calibration.rig_io import save_rig
@@ -104,6 +106,8 @@ class RecorderStats:
     queued: int
     bytes: int
     error: str
+    cpu_s: float = 0.0  # CPU seconds the recorder thread has used
+    passed_through: dict[str, int] | None = None  # frames stored as the camera's own JPEG
 
 
 class _Track:
@@ -131,16 +135,26 @@ class _Track:
         self.dropped = 0
         self.queued = 0
         self.complete = False
+        self.passed_through = 0  # frames stored as the source's own JPEG
         self._warned_size = False
 
     def write(self, frame: Frame, t: float, quality: int) -> None:
+        row = f"{self.written},{frame.index},{t:.6f}"
+        if self.mkv is not None and frame.encoded is not None and \
+                jpeg_size(frame.encoded) == (self.entry.width, self.entry.height):
+            # The camera's own JPEG, stored as it came: no decode, no re-encode.
+            offset, size = self.mkv.write(frame.encoded, round(t * 1000))
+            self.csv.write(row + f",{offset},{size}\n")
+            self.csv.flush()
+            self.written += 1
+            self.passed_through += 1
+            return
         image = frame.image
         if image.shape[:2] != (self.entry.height, self.entry.width):
             if not self._warned_size:
                 log.warning("camera %s delivers %s, recording resized to %dx%d", self.entry.name, image.shape[1::-1], self.entry.width, self.entry.height)
                 self._warned_size = True
             image = cv2.resize(image, (self.entry.width, self.entry.height))
-        row = f"{self.written},{frame.index},{t:.6f}"
         if self.mkv is not None:
             params = [cv2.IMWRITE_JPEG_QUALITY, quality]
             if quality >= NEAR_LOSSLESS_QUALITY:
@@ -202,6 +216,7 @@ class Recorder:
         self._stop_reason = ""
         self._manifest: dict[str, Any] = {}
         self._last_space_check = 0.0
+        self._cpu = 0.0
         self._last_t = 0.0
 
     # -- control -------------------------------------------------------------------------
@@ -305,6 +320,7 @@ class Recorder:
                 with self._lock:
                     track.queued -= 1
                     self._room.notify_all()
+                    self._cpu = time.thread_time()
                 self._last_t = max(self._last_t, t)
                 del frame
         except _LowSpace as exc:
@@ -375,4 +391,6 @@ class Recorder:
                 queued=self._queue.qsize(),
                 bytes=sum(t.path.stat().st_size for t in self._tracks.values() if t.path.exists()),
                 error=self._error,
+                cpu_s=self._cpu,
+                passed_through={n: t.passed_through for n, t in self._tracks.items()},
             )

@@ -45,7 +45,15 @@ import numpy as np
 import tomli_w
 
 from app.capture.frames import clock
-from app.capture.sources import CameraSource, Grabbed, SourceEnded, SourceFailure, SourceInfo, _into
+from app.capture.sources import (
+    CameraSource,
+    Grabbed,
+    SourceEnded,
+    SourceFailure,
+    SourceInfo,
+    _into,
+    is_jpeg,
+)
 from calibration.errors import TriangulumError
 
 MANIFEST = "manifest.toml"
@@ -231,6 +239,18 @@ class TrackReader:
         if track.offsets is not None:
             self._fd = os.open(track.video, os.O_RDONLY)
 
+    @property
+    def encoded(self) -> bool:
+        """Whether frames are stored as separate JPEGs (`read_encoded` works)."""
+        return self._fd >= 0
+
+    def read_encoded(self, i: int) -> bytes:
+        """Frame i's JPEG bytes as recorded (MJPEG sessions only)."""
+        data = os.pread(self._fd, int(self.track.sizes[i]), int(self.track.offsets[i]))
+        if not is_jpeg(data):
+            raise SourceFailure(f"{self.track.video}: frame {i} is not a whole JPEG")
+        return data
+
     def read(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
         if self._fd >= 0:
             data = os.pread(self._fd, int(self.track.sizes[i]), int(self.track.offsets[i]))
@@ -364,8 +384,15 @@ class SessionCameraSource(CameraSource):
             self._sleep_until(min(t, clock() + 0.05))
             if self._interrupted.is_set():
                 break
-        image = self._reader.read(self._i, out)
         index = self._i + self._loops * len(times)
+        if self.passthrough and self._reader.encoded:
+            # Hand the recorded JPEG on undecoded: the recorder stores it as it is and pose
+            # decodes it at the reduced size it needs.
+            data = self._reader.read_encoded(self._i)
+            self._i += 1
+            self.playback._delivered(t)
+            return Grabbed(None, index, t, 0, data)
+        image = self._reader.read(self._i, out)
         self._i += 1
         self.playback._delivered(t)
         return Grabbed(image, index, t, 0)

@@ -49,14 +49,39 @@ class SourceInfo:
 
 
 class Grabbed(NamedTuple):
-    """One read: image (H, W, 3) uint8; index: the source's frame number; t_capture:
-    seconds on `clock` when the source knows it (None: the grabber stamps it); skipped:
-    frames the source passed over since the previous read (counted as drops)."""
+    """One read: image (H, W, 3) uint8, or None when the source hands over `encoded`, the
+    frame's JPEG bytes as they came (an MJPEG camera, a recorded session), undecoded;
+    index: the source's frame number; t_capture: seconds on `clock` when the source knows it
+    (None: the grabber stamps it); skipped: frames the source passed over since the previous
+    read (counted as drops)."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     index: int
     t_capture: float | None
     skipped: int = 0
+    encoded: bytes | None = None
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding (None if there is none)."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether `data` looks like one whole JPEG image (start and end markers)."""
+    return len(data) > 4 and data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
 
 
 class CameraSource:
@@ -64,10 +89,13 @@ class CameraSource:
 
     `paced` is True for sources that deliver in real time (cameras, paced files) and False
     for lock-step ones. `epoch` is the shared time origin on `clock`; it is set by whoever
-    starts the capture, or by the first read.
+    starts the capture, or by the first read. `passthrough`: a source whose frames come
+    compressed as JPEG (a recorded MJPEG session, an MJPEG webcam) hands them on undecoded
+    (`Grabbed.encoded`, image None) instead of decoding them; live capture turns it on.
     """
 
     kind = "source"
+    passthrough = False
 
     def __init__(self, name: str, description: str, paced: bool) -> None:
         self.name = name
@@ -401,6 +429,7 @@ class WebcamSource(CameraSource):
         self.requested = (width, height, fps, mjpg)
         self._cap: cv2.VideoCapture | None = None
         self._count = 0
+        self._raw = False  # reading the camera's JPEGs undecoded
 
     def _open(self) -> SourceInfo:
         width, height, fps, mjpg = self.requested
@@ -419,6 +448,16 @@ class WebcamSource(CameraSource):
         if not ok or first is None:
             cap.release()
             raise SourceFailure(f"{self.description} opened but delivers no frames")
+        self._raw = False
+        if mjpg and self.passthrough and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0):
+            # The camera's own JPEGs, undecoded, where the backend hands them over (V4L2 does).
+            ok, raw = cap.read()
+            data = raw.tobytes() if ok and raw is not None and raw.dtype == np.uint8 and min(raw.shape[:2]) == 1 else b""
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if is_jpeg(data) else None
+            if decoded is not None:
+                self._raw, first = True, decoded
+            else:
+                cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
         self._cap = cap
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace")
         actual_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -428,10 +467,18 @@ class WebcamSource(CameraSource):
             height=first.shape[0],
             fps=actual_fps,
             frames=None,
-            detail=f"{fourcc} {first.shape[1]}x{first.shape[0]} @ {actual_fps:g} fps ({asked})",
+            detail=f"{fourcc} {first.shape[1]}x{first.shape[0]} @ {actual_fps:g} fps ({asked})"
+            + (", JPEG passed through" if self._raw else ""),
         )
 
     def _read(self, out: np.ndarray | None) -> Grabbed:
+        if self._raw:
+            ok, raw = self._cap.read()
+            data = raw.tobytes() if ok and raw is not None else b""
+            if not is_jpeg(data):
+                raise SourceFailure(f"{self.description} stopped delivering whole JPEG frames")
+            self._count += 1
+            return Grabbed(None, self._count - 1, None, 0, data)
         ok, image = self._cap.read(out)
         if not ok or image is None:
             raise SourceFailure(f"{self.description} stopped delivering frames")

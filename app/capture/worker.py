@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -117,11 +118,27 @@ class WorkerStats:
     last_error: str
 
 
+def lower_thread_priority(niceness: int) -> bool:
+    """Lower the calling thread's CPU priority by `niceness` (Linux: threads have their own
+    nice value). The pose worker runs so while recording live: when the CPU is short, the
+    grabbers and the recorder are served first and the pose rate falls, never the recording.
+    False where the OS does not allow it (nothing else changes)."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + niceness, 19))
+        return True
+    except OSError:
+        return False
+
+
 class PoseWorker:
     """Runs `pipeline` on sets from `sync` and publishes PoseFrames to subscribers."""
 
-    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512) -> None:
+    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0) -> None:
         self.sync = sync
+        self.niceness = niceness
         self.pipeline = pipeline
         self._subscribers: list[Mailbox] = []
         self._lock = threading.Lock()
@@ -168,6 +185,7 @@ class PoseWorker:
         return self._thread is not None and not self._thread.is_alive()
 
     def _run(self) -> None:
+        lower_thread_priority(self.niceness)
         try:
             while not self._stop.is_set():
                 frameset = self.sync.get(timeout=0.1)

@@ -66,6 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # pipeline) would slow every command's start by a second; online_config checks the name.
     p.add_argument("--filter", default="none", metavar="none|one-euro",
                    help="live temporal filter of the 3D joints: none (default) or one-euro (causal smoothing)")
+    p.add_argument("--pose-decode", default="full", metavar="full|reduced",
+                   help="compressed frames (MJPEG webcams, replayed sessions) are decoded for pose in full "
+                   "(default) or reduced: at 1/2-1/8 size, at least 480 px on the short side (less CPU, "
+                   "2D within a few px)")
     p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"),
                    help="2D pose runtime (default onnxruntime)")
     p.add_argument("--threads", type=int, default=1,
@@ -99,7 +103,7 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
 
     if args.threads < 0:
         raise TriangulumError(f"--threads {args.threads} must be 0 (the runtime's choice) or more.")
-    config = online_config(args.method, args.filter)
+    config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"))
     rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
     return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None)
 

@@ -144,25 +144,33 @@ class PeopleTracker:
         self._next_id += 1
         return self._next_id - 1
 
-    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """The estimator's detector on BGR images (channels swapped on the 224 x 224 input)."""
+    def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
+        """The estimator's detector on BGR images (channels swapped on the 224 x 224 input),
+        detections in full-size pixels (an image at `scale` of the full size is scaled back)."""
         cfg = self.estimator.config
         out = self.estimator.backend.detect(np.ascontiguousarray(detector_input(images)[:, ::-1]))
-        return [decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
-                                  cfg.min_detection_score, cfg.nms_threshold)
-                for i, im in enumerate(images)]
+        found = [decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
+                                   cfg.min_detection_score, cfg.nms_threshold)
+                 for i, im in enumerate(images)]
+        return [[d if s == 1 else Detection(d.box / s, d.keypoints / s, d.score) for d in people]
+                for people, s in zip(found, scales, strict=True)]
 
-    def _landmarks(self, images: list[np.ndarray], rois: list[Roi]) -> list[Pose2D]:
-        """The estimator's landmark pass on BGR images (channels swapped on the crops)."""
+    def _landmarks(self, images: list[np.ndarray], rois: list[Roi], scales: list[float]) -> list[Pose2D]:
+        """The estimator's landmark pass on BGR images (channels swapped on the crops). ROIs
+        are in full-size pixels; an image at `scale` is cropped through the ROI scaled alike,
+        which gives the same 256 x 256 crop from fewer decoded pixels."""
         if not rois:
             return []
-        crops = np.ascontiguousarray(landmark_input(images, rois)[:, ::-1])
+        at_scale = [r if s == 1 else Roi(r.centre * s, r.size * s, r.rotation) for r, s in zip(rois, scales, strict=True)]
+        crops = np.ascontiguousarray(landmark_input(images, at_scale)[:, ::-1])
         return decode_landmarks(self.estimator.backend.landmarks(crops), rois, self.estimator.config.refine_kernel)
 
-    def __call__(self, images: list[np.ndarray | None]) -> list[ViewPeople]:
+    def __call__(self, images: list[np.ndarray | None], scales: list[float] | None = None) -> list[ViewPeople]:
         """BGR uint8 images, one per view (None: the view has no frame now; its tracks wait)
-        -> ViewPeople per view."""
+        -> ViewPeople per view, in full-size pixels. scales: per view, the image's size as a
+        fraction of the camera's full size (a JPEG decoded at 1/2: 0.5; default all 1)."""
         cfg = self.config
+        scales = [1.0] * len(images) if scales is None else list(scales)
         while len(self._views) < len(images):
             self._views.append(_ViewState())
         period = max(cfg.detect_every, 1)
@@ -171,7 +179,7 @@ class PeopleTracker:
                   if (self._frame + v * period // len(images)) % period == 0
                   or self._views[v].lost or not self._views[v].tracks]
         if detect:
-            found = self._detect([images[v] for v in detect])
+            found = self._detect([images[v] for v in detect], [scales[v] for v in detect])
             for v, people in zip(detect, found, strict=True):
                 state = self._views[v]
                 for det in people:
@@ -182,7 +190,8 @@ class PeopleTracker:
                         state.tracks.append(_Track(self._new_id(), roi))
                 state.lost = False
         owners = [(v, t) for v in present for t in self._views[v].tracks]
-        poses = self._landmarks([images[v] for v, _ in owners], [t.roi for _, t in owners])
+        poses = self._landmarks([images[v] for v, _ in owners], [t.roi for _, t in owners],
+                                [scales[v] for v, _ in owners])
         for (_, track), pose in zip(owners, poses, strict=True):
             track.pose = pose if pose.pose_score >= cfg.min_pose_score else None
         out = []
