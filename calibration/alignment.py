@@ -17,8 +17,37 @@ from calibration.rig import Rig
 from calibration.world_frame import transform_rig
 
 
+def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
+               with_scale: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted least-squares similarities dst ~ s R src + t (Umeyama 1991), batched.
+
+    src, dst: (B, N, 3); weights: (B, N) >= 0 (None: all 1; 0 leaves a point out) ->
+    s (B,), R (B, 3, 3) proper rotations (a mirror image is not "fixed" by a reflection),
+    t (B, 3). A batch item whose weighted points are degenerate gets a NaN scale.
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    w = np.ones(src.shape[:2]) if weights is None else np.asarray(weights, np.float64)
+    n = np.maximum(w.sum(axis=1), 1e-300)[:, None]
+    mu_s = np.einsum("bn,bni->bi", w, src) / n
+    mu_d = np.einsum("bn,bni->bi", w, dst) / n
+    a, b = src - mu_s[:, None], dst - mu_d[:, None]
+    cov = np.einsum("bn,bni,bnk->bik", w, b, a)  # sum_j w_j dst_j src_j^T (centred)
+    U, D, Vt = np.linalg.svd(cov)
+    sign = np.sign(np.linalg.det(U) * np.linalg.det(Vt))
+    fix = np.ones_like(D)
+    fix[:, 2] = np.where(sign == 0, 1.0, sign)
+    R = np.einsum("bij,bj,bjk->bik", U, fix, Vt)
+    if with_scale:
+        var = np.einsum("bn,bni,bni->b", w, a, a)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = (D * fix).sum(axis=1) / var
+    else:
+        s = np.ones(len(src))
+    return s, R, mu_d - s[:, None] * np.einsum("bij,bj->bi", R, mu_s)
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity dst ~ s R src + t (Umeyama 1991).
+    """Least-squares similarity dst ~ s R src + t of one point set (see `similarity`).
 
     src, dst: (N, 3), N >= 3 not collinear -> (s, R (3, 3), t (3,))
     """
@@ -26,15 +55,8 @@ def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[
     dst = np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:
         raise TriangulumError(f"alignment needs two matching (N, 3) point sets with N >= 3, got {src.shape} and {dst.shape}.")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
-    U, D, Vt = np.linalg.svd(cov)
-    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
-    R = U @ S @ Vt
-    var = (a**2).sum() / len(src)
-    s = float(np.trace(np.diag(D) @ S) / var) if with_scale else 1.0
-    return s, R, mu_d - s * R @ mu_s
+    s, R, t = similarity(src[None], dst[None], with_scale=with_scale)
+    return float(s[0]), R[0], t[0]
 
 
 def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from calibration.errors import TriangulumError
+from calibration.timing import match_instants
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -254,12 +255,10 @@ def sync_from_capture_times(times: dict[str, np.ndarray], tolerance: float | Non
         if t.size == 0:
             continue
         order = np.argsort(t)
-        pos = np.clip(np.searchsorted(t[order], ref), 1, len(t) - 1) if len(t) > 1 else np.zeros(len(ref), int)
-        cand = np.stack([order[pos - 1], order[pos]], 1) if len(t) > 1 else np.zeros((len(ref), 2), int)
-        best = cand[np.arange(len(ref)), np.argmin(np.abs(t[cand] - ref[:, None]), 1)]
-        for i, j in enumerate(best):
-            if abs(t[j] - ref[i]) <= tolerance:
-                table[i][name] = int(j)
+        # The one nearest-in-time rule (calibration.timing), "closer than or at" the tolerance.
+        j = match_instants(ref, t[order], np.nextafter(tolerance, np.inf))
+        for i in np.flatnonzero(j >= 0):
+            table[int(i)][name] = int(order[j[i]])
     return table
 
 

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import torch
 
-from engines.blazepose.backends import DETECTOR_OUTPUTS, LANDMARK_OUTPUTS
-from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
+from engines.blazepose.modules import (
+    DETECTOR_INPUT,
+    DETECTOR_OUTPUTS,
+    LANDMARK_INPUT,
+    LANDMARK_OUTPUTS,
+)
 from engines.blazepose.weights import (
     DETECTOR_WEIGHTS,
     LANDMARK_WEIGHTS,

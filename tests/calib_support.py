@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 POSE2SIM = DATA / "pose2sim-demo-single"
 QCA = POSE2SIM / "calibration" / "Calib.qca.txt"
 INTRINSIC_PHOTOS = POSE2SIM / "calibration" / "intrinsics"

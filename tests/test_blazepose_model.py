@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_data import TEST_DATA
 
 from engines.blazepose.keypoints import refine_landmarks, windowed_soft_argmax
 from engines.blazepose.pipeline import BlazePoseEstimator, landmark_input
 from engines.blazepose.weights import load_landmark
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 VIDEOS = DATA / "pose2sim-demo-single" / "videos"
 MP_PYTHON = os.environ.get("TRIANGULUM_MP_PYTHON", "/opt/mpref/bin/python")
 

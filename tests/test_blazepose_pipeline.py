@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from calibration.errors import TriangulumError
 from engines.blazepose.pipeline import BlazePoseEstimator
 from engines.blazepose.roi import Roi, crop_to_image, image_to_crop, roi_from_points
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 VIDEOS = sorted((DATA / "pose2sim-demo-single" / "videos").glob("cam*.mp4"))
 
 

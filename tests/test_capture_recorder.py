@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from app.capture.frames import Frame, clock
 from app.capture.live import CaptureConfig, LiveCapture
@@ -28,7 +29,7 @@ from calibration.errors import TriangulumError
 from calibration.formats.detect import convert
 from calibration.rig_io import load_rig
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 QCA = DATA / "pose2sim-demo-single" / "calibration" / "Calib.qca.txt"
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from capture_support import wait_for
+from shared_data import TEST_DATA
 
 from app.capture.buffers import FramePool
 from app.capture.frames import clock
@@ -21,7 +22,7 @@ from app.capture.spec import open_sources, parse_spec
 from app.capture.sync import SyncBuffer
 from calibration.errors import TriangulumError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 VIDEOS = DATA / "pose2sim-demo-single" / "videos"
 needs_data = pytest.mark.skipif(not VIDEOS.exists(), reason="shared data not available")
 

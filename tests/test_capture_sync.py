@@ -6,17 +6,17 @@ from __future__ import annotations
 import csv
 import threading
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_data import TEST_DATA
 
 from app.capture.frames import Frame, FrameSet
 from app.capture.sync import SyncBuffer, default_tolerance
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 CALISCOPE = DATA / "caliscope-charuco-4cam" / "extrinsic"
 PIXEL = np.zeros((1, 1, 3), np.uint8)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from app.capture.frames import Frame, FrameSet, PoseFrame, clock
 from app.capture.live import CaptureConfig, LiveCapture
@@ -25,7 +26,7 @@ from app.capture.worker import Mailbox, PreviewPipeline
 from app.cli import main
 from calibration.errors import TriangulumError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 DEMO = DATA / "pose2sim-demo-single"
 VIDEOS = DEMO / "videos"
 QCA = DEMO / "calibration" / "Calib.qca.txt"

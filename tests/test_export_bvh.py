@@ -1,16 +1,16 @@
 """BVH export, checked by an independent parser and forward kinematics on real motion."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from app.export.bvh import BvhConfig, write_bvh
 from app.export.trc import read_trc
 from calibration.errors import TriangulumError
 from engines.skeleton import BLAZEPOSE33, COCO17, H36M17, Skeleton, convert, extend
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 REFERENCE_TRC = DATA / "pose2sim-demo-single" / "reference" / "pose2sim_body25b_0-100.trc"
 
 # OpenPose BODY_25B marker -> BlazePose joint (the big toe stands in for the foot index)

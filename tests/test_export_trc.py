@@ -1,17 +1,17 @@
 """TRC: the reader on Pose2Sim's reference file, and writer -> reader round trips."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from shared_data import TEST_DATA
 
 from app.export.trc import read_trc, write_trc
 from calibration.errors import TriangulumError
 from calibration.geometry import project, rodrigues_to_matrix
 from engines.skeleton import BLAZEPOSE33, COCO17
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 REFERENCE_TRC = DATA / "pose2sim-demo-single" / "reference" / "pose2sim_body25b_0-100.trc"
 
 # fx, fy, cx, cy; Rodrigues; t (m): the published calibration of the demo (data README)

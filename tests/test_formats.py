@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_data import TEST_DATA
 
 from app.cli import main
 from calibration.camera import Camera
@@ -18,7 +19,7 @@ from calibration.geometry import rodrigues_to_matrix
 from calibration.rig import Rig
 from calibration.rig_io import dumps_rig, load_rig, save_rig
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 QCA = DATA / "pose2sim-demo-single" / "calibration" / "Calib.qca.txt"
 CALISCOPE = DATA / "caliscope-charuco-4cam" / "reference_camera_array.toml"
 needs_qca = pytest.mark.skipif(not QCA.is_file(), reason="shared data (pose2sim-demo-single) not present")

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from app.capture.frames import Frame, FrameSet, clock
 from app.gui.dialogs import webcam_spec
@@ -40,7 +41,7 @@ from app.gui.tiles import grid_shape
 from calibration.errors import TriangulumError
 from engines.skeleton import BLAZEPOSE33
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pose2sim-demo-single"
+DATA = TEST_DATA / "pose2sim-demo-single"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data (pose2sim-demo-single) is absent")
 pytestmark = pytest.mark.gui
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 
+from shared_data import TEST_DATA
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from app.gui.take import ExportRequest
 from app.gui.window import MainWindow
 from engines.skeleton import BLAZEPOSE33
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pose2sim-demo-single"
+DATA = TEST_DATA / "pose2sim-demo-single"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data (pose2sim-demo-single) is absent")
 pytestmark = pytest.mark.gui
 SOURCES = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?name=cam0{i}" for i in range(1, 5)]

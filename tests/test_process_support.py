@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import TEST_DATA
 
 from app.process.people2d import ViewPeople
 from app.sample import sample_calibration
 from calibration.formats.detect import convert
 from engines.skeleton import BLAZEPOSE33
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = TEST_DATA
 REFERENCE_TRC = DATA / "pose2sim-demo-single" / "reference" / "pose2sim_body25b_0-100.trc"
 
 BODY25B_TO_BLAZEPOSE = {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibration.alignment import similarity
 from calibration.errors import TriangulumError
 
 
@@ -106,23 +107,9 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     if pred.shape[-1] != 3:
         raise TriangulumError(f"Procrustes alignment needs 3D points, got shape {pred.shape}.")
     p, g, mask = _masked(pred, gt)
-    w = mask[..., None].astype(np.float64)
-    n = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
-    mu_p = (p * w).sum(axis=1, keepdims=True) / n
-    mu_g = (g * w).sum(axis=1, keepdims=True) / n
-    pc, gc = (p - mu_p) * w, (g - mu_g) * w
-    cov = np.einsum("nji,njk->nik", gc, pc)  # sum_j g_j p_j^T
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
-    sign = np.where(sign == 0, 1.0, sign)
-    fix = np.ones_like(d)
-    fix[:, 2] = sign
-    rot = np.einsum("nij,nj,njk->nik", u, fix, vt)
-    var_p = (pc * pc).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = (d * fix).sum(axis=1) / var_p
+    scale, rot, shift = similarity(p, g, mask.astype(np.float64))
     full = pred.reshape(p.shape)
-    out = scale[:, None, None] * np.einsum("nik,njk->nji", rot, full - mu_p) + mu_g
+    out = scale[:, None, None] * np.einsum("nik,njk->nji", rot, full) + shift[:, None]
     out[mask.sum(axis=1) < 3] = np.nan
     return out.reshape(pred.shape)
 

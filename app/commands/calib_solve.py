@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from app.progress import ConsoleProgress
 from calibration.boards import Board, load_board, save_board, save_board_page
 from calibration.errors import TriangulumError
 from calibration.extrinsics import (
@@ -43,34 +43,6 @@ from calibration.intrinsics import (
 from calibration.report import build_report, jsonable, save_report
 from calibration.rig import Rig
 from calibration.rig_io import load_rig, save_rig
-
-
-class ConsoleProgress:
-    """Progress callback printing one updating line per stage on stderr."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.stage = ""
-        self.last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        now = time.monotonic()
-        finished = total > 0 and done >= total
-        if stage == self.stage and not finished and now - self.last < 0.5:
-            return
-        self.last = now
-        if stage != self.stage and self.stage:
-            sys.stderr.write("\n")
-        self.stage = stage
-        sys.stderr.write(f"\r{stage}: {done}/{total}" if total else f"\r{stage}: {done}")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.stage and not self.quiet:
-            sys.stderr.write("\n")
-        self.stage = ""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

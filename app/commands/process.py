@@ -129,14 +129,13 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from app.export import FORMATS
     from app.process.inputs import open_take
     from app.process.outputs import NPZ, write_exports, write_npz
     from app.process.overlay import write_overlays
     from app.process.report import write_report
     from app.process.take import fit_to_take, process_take
+    from app.progress import stage_bar
 
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     unknown = [f for f in formats if f not in FORMATS]
@@ -151,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
     outdir = args.output or default_output(list(args.inputs))
     outdir.mkdir(parents=True, exist_ok=True)
     total = (config.stop or take.frames) - config.start
-    with tqdm(total=max(total, 0), desc="3D poses", unit="frame", leave=False) as bar:
-        result = process_take(take, config, progress=lambda done, _: bar.update(done - bar.n))
+    with stage_bar("3D poses", total) as update:
+        result = process_take(take, config, progress=update)
     files = [write_npz(result, outdir / NPZ)]
     t_export = time.perf_counter()
     for paths in write_exports(result, outdir, formats).values():
@@ -160,9 +159,8 @@ def run(args: argparse.Namespace) -> int:
     result.timings["export"] = time.perf_counter() - t_export
     if not args.no_overlays:
         t_overlay = time.perf_counter()
-        with tqdm(total=len(result.frames), desc="overlays", unit="frame", leave=False) as bar:
-            files += write_overlays(result, outdir, args.overlay_scale,
-                                    progress=lambda done, _: bar.update(done - bar.n))
+        with stage_bar("overlays", len(result.frames)) as update:
+            files += write_overlays(result, outdir, args.overlay_scale, progress=update)
         result.timings["overlays"] = time.perf_counter() - t_overlay
     report, pngs = write_report(result, outdir)
     files += [report, *pngs]

@@ -15,8 +15,9 @@ import numpy as np
 from app.capture.frames import PoseFrame
 from app.export import FORMATS, export_all
 from app.gui.overlays import skeleton_for
+from app.process.take import TemporalConfig, smooth
 from calibration.errors import TriangulumError
-from engines.temporal import ButterworthConfig, GapFillConfig, butterworth, describe, fill_gaps
+from engines.temporal import ButterworthConfig, GapFillConfig, describe
 
 
 class Take:
@@ -100,12 +101,13 @@ def export_take(take: Take, request: ExportRequest, metadata: dict | None = None
     if not request.formats:
         raise TriangulumError("choose at least one export format (TRC, BVH, C3D or CSV).")
     joints, fps = take.joints(), take.fps
+    # The same whole-take clean-up as `triangulum process` (app.process.take.smooth).
+    temporal = TemporalConfig(gap_fill=request.fill_gaps, butterworth=request.butterworth, one_euro=None)
+    joints = smooth(joints, np.arange(len(joints)) / fps, fps, temporal)
     steps: dict = {}
     if request.fill_gaps is not None:
-        joints = fill_gaps(joints, request.fill_gaps)
         steps["fill_gaps"] = describe(request.fill_gaps)
     if request.butterworth is not None:
-        joints = butterworth(joints, fps, request.butterworth)
         steps["butterworth"] = describe(request.butterworth)
     info = {"source": "triangulum gui", "frames_with_pose": len(take), "filters": steps, **(metadata or {})}
     return export_all(request.folder, joints, skeleton, fps, tuple(request.formats), request.stem, info)

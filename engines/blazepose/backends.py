@@ -14,10 +14,8 @@ import numpy as np
 import torch
 
 from calibration.errors import TriangulumError
+from engines.blazepose.modules import DETECTOR_OUTPUTS, LANDMARK_OUTPUTS  # noqa: F401 (re-exported)
 from engines.blazepose.weights import load_detector, load_landmark
-
-DETECTOR_OUTPUTS = ("regressors", "scores")
-LANDMARK_OUTPUTS = ("landmarks", "pose_flag", "heatmaps", "world", "features")
 
 
 class TorchBackend:

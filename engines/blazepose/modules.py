@@ -26,6 +26,9 @@ from engines.blazepose.layers import (
 
 DETECTOR_INPUT = 224
 LANDMARK_INPUT = 256
+# Output names, in the order the exported ONNX graphs (and every runtime) give them.
+DETECTOR_OUTPUTS = ("regressors", "scores")
+LANDMARK_OUTPUTS = ("landmarks", "pose_flag", "heatmaps", "world", "features")
 NUM_LANDMARKS = 39  # 33 body points + hip centre (33) + ROI scale point (34) + 4 unused
 HEATMAP_SIZE = 64
 FEATURE_CHANNELS = 48

@@ -29,19 +29,13 @@ from engines.blazepose.detection import Detection, decode_detections
 from engines.blazepose.keypoints import REFINE_KERNEL, refine_landmarks
 from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
 from engines.blazepose.roi import Roi, crop, crop_to_image, full_image_roi, roi_from_points
+from engines.skeleton import BLAZEPOSE33
 from engines.temporal import OneEuroConfig, OneEuroFilter
 
 # BlazePose landmark order (MediaPipe Pose); 33 = hip centre and 34 = the ROI scale point are
 # the auxiliary landmarks that carry the track; 35..38 are not used by MediaPipe.
 BODY_JOINTS = 33
-LANDMARK_NAMES = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
-    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
-    "right_heel", "left_foot_index", "right_foot_index", "hip_centre", "scale_point",
-)
+LANDMARK_NAMES = (*BLAZEPOSE33.joints, "hip_centre", "scale_point")
 HIP_CENTRE, SCALE_POINT = 33, 34
 
 
