@@ -8,15 +8,14 @@ Synchronisation: frame i of every video is taken as the same instant unless the
 folder is a recorded session (manifest.toml and <cam>_timestamps.csv with capture
 times: nearest frames form an instant) or a ``timestamps.csv`` (columns sync_index,
 cam_id, frame_time[, frame_index]; as written by caliscope) sits beside the videos;
-then frames sharing a sync_index are one instant. Frames are read with OpenCV directly: calibration does not depend on the
-capture code in app/.
+then frames sharing a sync_index are one instant. Frames are read with OpenCV directly, sessions with `calibration.takes` (the one take
+reader): calibration does not depend on the capture code in app/.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,12 @@ import cv2
 import numpy as np
 
 from calibration.errors import TriangulumError
+from calibration.takes import MANIFEST, open_session
 from calibration.timing import match_instants
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 KINDS = ("video", "images", "camera")
-MANIFEST = "manifest.toml"  # a session recorded by Triangulum's capture (app/capture/session.py)
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called while long steps run (total 0 if unknown)."""
@@ -74,31 +73,15 @@ def parse_source(spec: str) -> FrameSource:
     return FrameSource(path.name, "images", str(path))
 
 
-def _manifest(folder: Path) -> dict | None:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TriangulumError(f"{path}: not a valid session manifest ({exc}).") from None
-
-
 def session_sources(folder: str | Path) -> list[FrameSource]:
     """One video source per camera of a session folder.
 
-    A recorded session (manifest.toml with [[cameras]] name, video) gives its cameras in
-    the manifest's order; any other folder, its videos sorted by file name.
+    A recorded session (manifest.toml, read by `calibration.takes.open_session`) gives its
+    cameras in the manifest's order; any other folder, its videos sorted by file name.
     """
     folder = Path(folder)
-    manifest = _manifest(folder)
-    if manifest is not None:
-        cams = manifest.get("cameras", [])
-        missing = [c.get("video") for c in cams if not (folder / str(c.get("video", ""))).is_file()]
-        if not cams or missing:
-            raise TriangulumError(f"{folder / MANIFEST}: {'no cameras listed' if not cams else f'videos {missing} are missing'}; "
-                                  "is the recording complete?")
-        return [FrameSource(str(c["name"]), "video", str(folder / c["video"])) for c in cams]
+    if (folder / MANIFEST).is_file():
+        return [FrameSource(t.name, "video", str(t.video)) for t in open_session(folder).tracks if t.frames]
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise TriangulumError(f"session folder {folder} holds no videos ({', '.join(VIDEO_EXTENSIONS)}).")
@@ -263,18 +246,8 @@ def sync_from_capture_times(times: dict[str, np.ndarray], tolerance: float | Non
 
 
 def session_sync(folder: str | Path) -> dict[int, dict[str, int]] | None:
-    """Frame sets of a recorded session from its <cam>_timestamps.csv files (t_capture)."""
+    """Frame sets of a recorded session from its capture times (None: not a session)."""
     folder = Path(folder)
-    manifest = _manifest(folder)
-    if manifest is None:
+    if not (folder / MANIFEST).is_file():
         return None
-    times = {}
-    for cam in manifest.get("cameras", []):
-        path = folder / str(cam.get("timestamps", f"{cam['name']}_timestamps.csv"))
-        try:
-            rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
-        except FileNotFoundError:
-            raise TriangulumError(f"session {folder}: {path.name} is missing; without it the cameras cannot be synchronised.") from None
-        frames = {int(r["frame"]): float(r["t_capture"]) for r in rows if r.get("frame") and r.get("t_capture")}
-        times[str(cam["name"])] = np.array([frames[k] for k in sorted(frames)])
-    return sync_from_capture_times(times)
+    return sync_from_capture_times({t.name: t.times for t in open_session(folder).tracks})

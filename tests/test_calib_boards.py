@@ -17,16 +17,8 @@ from calib_support import (
     needs_pose2sim,
 )
 
-from calibration.boards import (
-    Board,
-    BoardDetector,
-    board_from_dict,
-    board_page,
-    load_board,
-    render_board,
-    save_board,
-    save_board_page,
-)
+from calibration.board_print import board_page, render_board, save_board_page
+from calibration.boards import Board, BoardDetector, board_from_dict, load_board, save_board
 from calibration.errors import TriangulumError
 
 

@@ -15,12 +15,13 @@ from test_capture_recorder import pattern_frames
 
 from app.capture.frames import Frame, FrameSet
 from app.capture.live import CaptureConfig, LiveCapture
+from app.capture.pattern import read_barcode
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig
-from app.capture.session import TrackReader, open_session
-from app.capture.sources import WebcamSource, jpeg_size, read_barcode
+from app.capture.sources import WebcamSource, jpeg_size
 from app.capture.worker import lower_thread_priority
 from app.process.pipeline import pose_reduction
 from app.sample import SAMPLE_DIR
+from calibration.takes import TrackReader, open_session
 
 
 def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:

@@ -20,14 +20,14 @@ from shared_data import TEST_DATA
 from app.capture.frames import Frame, clock
 from app.capture.live import CaptureConfig, LiveCapture
 from app.capture.mkv import MjpegMkvWriter
+from app.capture.pattern import TestPatternSource, read_barcode
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig
-from app.capture.session import TrackReader, open_session, read_manifest
-from app.capture.sources import TestPatternSource, read_barcode
 from app.capture.spec import open_sources
 from app.capture.worker import PreviewPipeline
 from calibration.errors import TriangulumError
 from calibration.formats.detect import convert
 from calibration.rig_io import load_rig
+from calibration.takes import TrackReader, open_session, read_manifest
 
 DATA = TEST_DATA
 QCA = DATA / "pose2sim-demo-single" / "calibration" / "Calib.qca.txt"

@@ -17,7 +17,8 @@ from app.capture.buffers import FramePool
 from app.capture.frames import clock
 from app.capture.grabber import Grabber, RetryPolicy
 from app.capture.live import CaptureConfig, LiveCapture
-from app.capture.sources import SourceEnded, TestPatternSource, read_barcode
+from app.capture.pattern import TestPatternSource, read_barcode
+from app.capture.sources import SourceEnded
 from app.capture.spec import open_sources, parse_spec
 from app.capture.sync import SyncBuffer
 from calibration.errors import TriangulumError

@@ -20,7 +20,7 @@ from shared_data import TEST_DATA
 
 from app.capture.frames import Frame, FrameSet, PoseFrame, clock
 from app.capture.live import CaptureConfig, LiveCapture
-from app.capture.sources import read_barcode
+from app.capture.pattern import read_barcode
 from app.capture.stream import PoseStreamer, encode_json, encode_osc, parse_stream_target
 from app.capture.worker import Mailbox, PreviewPipeline
 from app.cli import main

@@ -17,11 +17,11 @@ import pytest
 from PyQt6 import QtCore
 from PyQt6.QtTest import QTest
 
-from app.capture.session import open_session
 from app.export.trc import read_trc
 from app.gui.platform import configure_pyqtgraph
 from app.gui.take import ExportRequest
 from app.gui.window import MainWindow
+from calibration.takes import open_session
 from engines.skeleton import BLAZEPOSE33
 
 DATA = TEST_DATA / "pose2sim-demo-single"

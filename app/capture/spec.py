@@ -17,14 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.capture.pattern import TestPatternSource
 from app.capture.session import Playback, SessionCameraSource, open_session
-from app.capture.sources import (
-    CameraSource,
-    ImagesSource,
-    TestPatternSource,
-    VideoSource,
-    WebcamSource,
-)
+from app.capture.sources import CameraSource, ImagesSource, VideoSource, WebcamSource
 from calibration.errors import TriangulumError
 
 OPTIONS = {

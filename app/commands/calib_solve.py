@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from app.progress import ConsoleProgress
-from calibration.boards import Board, load_board, save_board, save_board_page
+from calibration.board_print import save_board_page
+from calibration.boards import Board, load_board, save_board
 from calibration.errors import TriangulumError
 from calibration.extrinsics import (
     ExtrinsicsOptions,
@@ -119,7 +120,7 @@ def _load_board(args: argparse.Namespace) -> Board:
 def _paper(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
-    from calibration.boards import PAPERS
+    from calibration.board_print import PAPERS
 
     if text.lower() in PAPERS:
         return PAPERS[text.lower()]

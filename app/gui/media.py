@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.capture.session import Track, TrackReader, open_session
 from app.capture.sources import SourceFailure
 from app.capture.spec import SourceSpec, parse_spec
 from calibration.errors import TriangulumError
+from calibration.takes import DamagedFrame, Track, TrackReader, open_session
 
 MEDIA_KINDS = ("video", "session")
 SEEK_STRIDE = 8  # TrackReader reads up to this many frames ahead without seeking
@@ -90,7 +90,7 @@ class Media:
             raise TriangulumError(f"frame {k} is outside the media (0 to {len(self) - 1}).")
         try:
             return [self._read(c, int(i)) for c, i in enumerate(self.picks[k])]
-        except SourceFailure as exc:
+        except (SourceFailure, DamagedFrame) as exc:
             raise TriangulumError(f"{exc}; the file may be damaged or still being written.") from exc
 
     def _read(self, camera: int, i: int) -> np.ndarray:

@@ -28,34 +28,26 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from app.capture.session import Session, open_session
 from calibration.errors import TriangulumError
 from calibration.formats.detect import convert
 from calibration.rig import Rig
-from calibration.timing import common_instants, frame_times, match_instants
+from calibration.takes import (  # noqa: F401 (VideoInfo re-exported)
+    Session,
+    VideoInfo,
+    open_session,
+    probe_video,
+    session_index,
+    video_index,
+)
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 CALIBRATION_NAMES = ("calibration.toml", "rig.toml", "Calib.toml", "Calib.qca.txt", "camera_array.toml")
 CROP_TOLERANCE_PX = 16
-LENGTH_TOLERANCE = 2  # frames a plain video may be longer than the others before a warning
 SLOWER = 0.98  # a camera under this fraction of the set rate is slower: its 2D is interpolated
-DEFAULT_FPS = 30.0
-
-
-@dataclass
-class VideoInfo:
-    """One camera's video: path, size (width, height) px, frames, fps as the file says."""
-
-    camera: str
-    path: Path
-    size: tuple[int, int]
-    frames: int
-    fps: float
 
 
 @dataclass
@@ -97,24 +89,6 @@ class Take:
     @property
     def frames(self) -> int:
         return len(self.times)
-
-
-def probe_video(camera: str, path: Path) -> VideoInfo:
-    """Size, frame count and rate of a video file (TriangulumError if it cannot be read)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise TriangulumError(f"camera '{camera}': video {path} cannot be opened; is it a video file "
-                                  "(mp4, avi, mkv, mov) and not damaged?")
-        ok, image = cap.read()
-        if not ok or image is None:
-            raise TriangulumError(f"camera '{camera}': video {path} has no readable frame.")
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        cap.release()
-    h, w = image.shape[:2]
-    return VideoInfo(camera, path, (w, h), frames, fps)
 
 
 def fit_camera_size(rig: Rig, video: VideoInfo, warnings: list[str]) -> Rig:
@@ -167,78 +141,6 @@ def _find_calibration(folder: Path) -> Path:
         return tomls[0]
     raise TriangulumError(f"no calibration found in {folder} (looked for {', '.join(CALIBRATION_NAMES)}); "
                           "pass one with --calib.")
-
-
-def _video_fps(videos: list[VideoInfo], warnings: list[str]) -> list[float]:
-    unknown = [v.camera for v in videos if not v.fps > 0]
-    known = [v.fps for v in videos if v.fps > 0]
-    if unknown:
-        fallback = max(known) if known else DEFAULT_FPS
-        warnings.append(f"camera(s) {', '.join(unknown)}: the video does not say its frame rate; taking "
-                        f"{fallback:g} fps.")
-        return [v.fps if v.fps > 0 else fallback for v in videos]
-    return [float(v.fps) for v in videos]
-
-
-def video_index(videos: list[VideoInfo], warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """Frame sets of plain videos by time (frame i at i/fps from each video's start) ->
-    frame_index (F, C) (-1 missing), set times (F,) s, frame times (F, C) s, fps per camera.
-
-    The sets are the fastest camera's frames over the time every video covers."""
-    lengths = np.array([v.frames for v in videos])
-    if (lengths <= 0).any():
-        bad = [v.camera for v in videos if v.frames <= 0]
-        raise TriangulumError(f"camera(s) {bad}: the video reports no frames; re-encode it (e.g. with ffmpeg).")
-    fps = _video_fps(videos, warnings)
-    times = [frame_times(v.frames, r) for v, r in zip(videos, fps, strict=True)]
-    durations = lengths / np.array(fps)
-    instants, ref = common_instants(times, [1.0 / r for r in fps])
-    if len({round(r, 3) for r in fps}) == 1:
-        shortest = int(lengths.min())
-        if lengths.max() - shortest > 0:
-            detail = ", ".join(f"{v.camera} {v.frames}" for v in videos)
-            msg = (f"the videos have different lengths ({detail} frames); processing the first {shortest} "
-                   "frames of each.")
-            if lengths.max() - shortest > LENGTH_TOLERANCE:
-                msg += " Check that the videos start together: plain videos are matched by time from their start."
-            warnings.append(msg)
-    elif durations.max() - durations.min() > LENGTH_TOLERANCE / max(fps):
-        detail = ", ".join(f"{v.camera} {d:.2f} s" for v, d in zip(videos, durations, strict=True))
-        warnings.append(f"the videos last different times ({detail}); processing the {durations.min():.2f} s "
-                        "they all cover. Check that the videos start together.")
-    tol = 0.5 / fps[ref]
-    index = np.stack([match_instants(instants, t, tol) for t in times], axis=1)
-    used = np.where(index >= 0, np.stack([t[np.maximum(index[:, c], 0)] for c, t in enumerate(times)], 1), np.nan)
-    return index, instants, used, fps
-
-
-def session_index(session: Session, cameras: list[str], warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """Frame sets of a recorded session by capture time -> frame_index (F, C) (-1 missing),
-    set times (F,) s from the start, frame times (F, C) s from the start, fps per camera.
-
-    The camera with the most frames sets the timeline; every other camera contributes its
-    frame nearest in time, if within half a frame period (else it is missing from that set).
-    """
-    tracks = [session.track(c) for c in cameras]
-    ref = max(range(len(tracks)), key=lambda k: tracks[k].frames)
-    times = tracks[ref].times
-    index = np.full((len(times), len(tracks)), -1, np.int64)
-    used = np.full((len(times), len(tracks)), np.nan)
-    for k, tr in enumerate(tracks):
-        if not tr.frames:
-            warnings.append(f"camera '{tr.name}': the session has no readable frames for it; it is left out.")
-            continue
-        tol = 0.5 / max(tr.fps, tracks[ref].fps)
-        j = match_instants(times, tr.times, tol)
-        ok = j >= 0
-        index[:, k] = j
-        used[ok, k] = tr.times[j[ok]]
-        missing = int((~ok).sum())
-        gaps = int((np.diff(tr.source_index) > 1).sum()) if tr.frames > 1 else 0
-        if missing:
-            warnings.append(f"camera '{tr.name}': no frame within {tol * 1e3:.0f} ms in {missing} of "
-                            f"{len(times)} frame sets (dropped frames: {gaps}); those sets go without it.")
-    return index, times - times[0], used - times[0], [t.fps for t in tracks]
 
 
 def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = "auto") -> Take:

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 
 from app.capture.frames import Frame, FrameSet
-from app.capture.session import TrackReader, open_session
 from app.capture.sources import SourceFailure
 from app.process.inputs import Take
 from calibration.errors import TriangulumError
+from calibration.takes import DamagedFrame, TrackReader, open_session
 
 
 class _SequentialVideo:
@@ -72,7 +72,7 @@ def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[
                 t = float(take.times[k])
                 try:
                     image = reader.read(i)
-                except SourceFailure as exc:
+                except (SourceFailure, DamagedFrame) as exc:
                     raise TriangulumError(f"camera '{take.cameras[c]}': {exc}; the recording is damaged there "
                                           f"(process up to it with --frames 0:{k}).") from None
                 frames.append(Frame(take.cameras[c], i, t, t, image))
