@@ -1,12 +1,13 @@
-"""Record every frame of every camera, on its own thread, without ever stalling capture.
+"""Record every frame of every camera, one writer thread per camera, without stalling capture.
 
-Live, grabbers call `submit(frame)`, which never waits: frames go into one bounded queue and
-a frame that finds its camera's share full is counted as dropped for its camera (the
+Live, grabbers call `submit(frame)`, which never waits: frames go into their camera's
+bounded queue, and a frame that finds it full is counted as dropped for its camera (the
 timestamp CSV then shows the gap). With `hold_back` (lock-step capture of files, which can be
 read as slowly as needed) `submit` instead waits for room, so the readers follow the recorder
-and no frame is lost. The recorder thread encodes and appends each frame to its camera's
-video and writes its timestamp row, flushed at once, so a killed process leaves everything
-up to the frame in flight (see `session.py` for the folder layout).
+and no frame is lost. Each camera's writer thread encodes (or, for a frame that came as a
+JPEG, just appends) each frame to its video and writes its timestamp row, flushed at once,
+so a killed process leaves everything up to the frame in flight (the folder layout is in
+`calibration/takes.py`).
 
 A full disk (a failed write) or free space below the reserve `min_free_bytes` (checked every
 second; `capture --min-free MB`) stops the recording cleanly: files are closed, the manifest
@@ -206,9 +207,14 @@ class Recorder:
             raise TriangulumError(f"JPEG quality {self.config.quality} is out of range; use 1 to 100.")
         self.calibration = calibration
         self.clock_origin = clock() if clock_origin is None else clock_origin
-        self._queue: queue.Queue[Frame | None] = queue.Queue(self.config.queue_frames * len(self.cameras) + 1)
+        # One queue and one writer thread per camera: cameras encode in parallel, and a slow
+        # camera never holds up another's frames.
+        self._queues: dict[str, queue.Queue[Frame | None]] = {
+            c.name: queue.Queue(self.config.queue_frames + 1) for c in self.cameras}
+        self._threads: list[threading.Thread] = []
+        self._running = 0
+        self._cpu_by: dict[str, float] = {}
         self._tracks: dict[str, _Track] = {}
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # a camera's share of the queue has room
         self._state = "idle"
@@ -216,7 +222,6 @@ class Recorder:
         self._stop_reason = ""
         self._manifest: dict[str, Any] = {}
         self._last_space_check = 0.0
-        self._cpu = 0.0
         self._last_t = 0.0
 
     # -- control -------------------------------------------------------------------------
@@ -251,8 +256,11 @@ class Recorder:
         except OSError as exc:
             raise TriangulumError(f"cannot create the recording in {d}: {exc.strerror or exc}; check the path and free space.") from exc
         self._state = "recording"
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
+        self._running = len(self.cameras)
+        self._threads = [threading.Thread(target=self._run, args=(c.name,), name=f"recorder-{c.name}", daemon=True)
+                         for c in self.cameras]
+        for thread in self._threads:
+            thread.start()
 
     def _camera_table(self, cam: CameraEntry) -> dict[str, Any]:
         track = self._tracks[cam.name]
@@ -288,40 +296,44 @@ class Recorder:
                 track.dropped += 1
                 return
             track.queued += 1
-        self._queue.put_nowait(frame)  # never full: each camera's share is bounded above
+        self._queues[frame.camera].put_nowait(frame)  # never full: the share is bounded above
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, close the files and finish the manifest."""
-        if self._thread is None:
+        if not self._threads:
             return
-        # Wait for room for the end marker: the queue drains unless the thread already ended.
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self._thread.join(timeout)
-        self._thread = None
+        for name, thread in zip(self._queues, self._threads, strict=True):
+            # Wait for room for the end marker: the queue drains unless the thread already ended.
+            while thread.is_alive():
+                try:
+                    self._queues[name].put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     # -- thread --------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, name: str) -> None:
         quality = self.config.quality
+        track, q = self._tracks[name], self._queues[name]
         try:
             while True:
-                frame = self._queue.get()
-                if frame is None:
+                frame = q.get()
+                if frame is None or self._state != "recording":
+                    if frame is not None:
+                        q.put_nowait(frame)  # counted as dropped by _finish
                     break
                 self._check_space()
                 t = frame.t_capture - self.clock_origin
-                track = self._tracks[frame.camera]
                 track.write(frame, t, quality)
                 with self._lock:
                     track.queued -= 1
                     self._room.notify_all()
-                    self._cpu = time.thread_time()
-                self._last_t = max(self._last_t, t)
+                    self._cpu_by[name] = time.thread_time()
+                    self._last_t = max(self._last_t, t)
                 del frame
         except _LowSpace as exc:
             self._fail(str(exc))
@@ -332,13 +344,18 @@ class Recorder:
                 self._fail(f"writing to {self.directory} failed ({exc.strerror or exc}); recording stopped.")
         except TriangulumError as exc:
             self._fail(str(exc))
-        self._finish()
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:  # the last writer to end closes the recording
+            self._finish()
 
     def _check_space(self) -> None:
         now = clock()
-        if now - self._last_space_check < 1.0:
-            return
-        self._last_space_check = now
+        with self._lock:
+            if now - self._last_space_check < 1.0:
+                return
+            self._last_space_check = now
         free = shutil.disk_usage(self.directory).free
         reserve = self.config.min_free_bytes
         if free < reserve:
@@ -354,16 +371,22 @@ class Recorder:
             self._stop_reason = message
             self._state = "stopping"
             self._room.notify_all()
+        for q in self._queues.values():  # wake the other writers so that they end too
+            try:
+                q.put_nowait(None)
+            except queue.Full:
+                pass  # that writer is busy and sees the state after its frame
 
     def _finish(self) -> None:
         # Frames still queued are not written; release their buffers and count them.
-        while True:
-            try:
-                frame = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if frame is not None:
-                self._tracks[frame.camera].dropped += 1
+        for q in self._queues.values():
+            while True:
+                try:
+                    frame = q.get_nowait()
+                except queue.Empty:
+                    break
+                if frame is not None:
+                    self._tracks[frame.camera].dropped += 1
         for track in self._tracks.values():
             track.close()
         stopped = bool(self._stop_reason)
@@ -388,9 +411,9 @@ class Recorder:
                 state=self._state,
                 written={n: t.written for n, t in self._tracks.items()},
                 dropped={n: t.dropped for n, t in self._tracks.items()},
-                queued=self._queue.qsize(),
+                queued=sum(q.qsize() for q in self._queues.values()),
                 bytes=sum(t.path.stat().st_size for t in self._tracks.values() if t.path.exists()),
                 error=self._error,
-                cpu_s=self._cpu,
+                cpu_s=sum(self._cpu_by.values()),
                 passed_through={n: t.passed_through for n, t in self._tracks.items()},
             )
