@@ -19,12 +19,11 @@ point, has no scale to judge and is taken as metres. `units` states the unit ins
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
+from calibration.world_frame import transform_rig
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 CHOICES = ("auto", *UNITS)
@@ -60,9 +59,8 @@ def detect_units(rig: Rig) -> str:
 
 
 def scaled(rig: Rig, factor: float) -> Rig:
-    """The rig with every translation multiplied by `factor` (intrinsics do not change)."""
-    cams = [dataclasses.replace(c, t=c.t * factor) for c in rig.cameras]
-    return Rig(cams, dict(rig.metadata))
+    """The rig with every length multiplied by `factor` (intrinsics do not change)."""
+    return transform_rig(rig, factor, np.eye(3), np.zeros(3))
 
 
 def to_metres(rig: Rig, units: str = "auto", source: str = "the calibration") -> tuple[Rig, str | None]:

@@ -19,7 +19,7 @@ from app.capture.pattern import read_barcode
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig
 from app.capture.sources import WebcamSource, jpeg_size
 from app.capture.worker import lower_thread_priority
-from app.process.pipeline import pose_reduction
+from app.process.pipeline import pose_image
 from app.sample import SAMPLE_DIR
 from calibration.takes import TrackReader, open_session
 
@@ -60,9 +60,10 @@ def test_pose_decodes_large_compressed_frames_at_half_size_only_when_asked():
     big = Frame("a", 0, 0.0, 0.0, encoded=_jpeg(_studio_frame()))
     webcam = Frame("b", 0, 0.0, 0.0, encoded=_jpeg(np.zeros((720, 1280, 3), np.uint8)))
     raw = Frame("c", 0, 0.0, 0.0, image=np.zeros((1920, 1088, 3), np.uint8))
-    assert [pose_reduction(f, 480) for f in (big, webcam, raw)] == [2, 1, 1]
+    assert [pose_image(f, 480)[0].shape[:2] for f in (big, webcam, raw)] == [(960, 544), (720, 1280), (1920, 1088)]
+    assert [pose_image(f, 480)[1] for f in (big, webcam, raw)] == [0.5, 1.0, 1.0]
     assert raw.pixels(2).shape == (960, 544, 3)
-    assert pose_reduction(big, None) == 1
+    assert pose_image(big, None)[0].shape[:2] == (1920, 1088)
 
 
 def test_the_tracker_on_a_half_size_decode_finds_the_same_person_in_full_size_pixels():

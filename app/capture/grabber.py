@@ -197,34 +197,22 @@ class Grabber:
                     return
                 continue
             t_done = clock()
-            if grabbed.encoded is not None:
-                # Compressed as it came: no buffer needed, nobody decodes it unless they must.
-                with self._lock:
-                    self._dropped += grabbed.skipped
-                    self._frames += 1
-                    self._recent.append(t_done)
-                frame = Frame(self.name, grabbed.index,
-                              grabbed.t_capture if grabbed.t_capture is not None else t_done, t_grab,
-                              encoded=grabbed.encoded)
-                del buffer, target, grabbed
-                for sink in self.sinks:
-                    sink(frame)
-                del frame
-                continue
             image = grabbed.image
-            if image is not target:
+            if grabbed.encoded is not None:
+                buffer = None  # compressed as it came: no pixels, decoded only where needed
+            elif image is not target:
                 if image.shape != self._pool.shape:
                     # The camera came back at another resolution: size buffers to match.
                     self._allocate(image.shape[0], image.shape[1])
                     log.info("camera %s now delivers %dx%d", self.name, image.shape[1], image.shape[0])
                 buffer = image
-            dropped = grabbed.skipped + (0 if buffer is not None else 1)
+            delivered = buffer is not None or grabbed.encoded is not None
             with self._lock:
-                self._dropped += dropped
-                if buffer is not None:
+                self._dropped += grabbed.skipped + (0 if delivered else 1)
+                if delivered:
                     self._frames += 1
                     self._recent.append(t_done)
-            if buffer is None:
+            if not delivered:
                 continue
             frame = Frame(
                 camera=self.name,
@@ -232,8 +220,9 @@ class Grabber:
                 t_capture=grabbed.t_capture if grabbed.t_capture is not None else t_done,
                 t_grab=t_grab,
                 image=buffer,
+                encoded=grabbed.encoded,
             )
-            del buffer, image, target
+            del buffer, image, target, grabbed
             for sink in self.sinks:
                 sink(frame)
             del frame  # give the buffer back as soon as the sinks let go

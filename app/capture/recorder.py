@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from app.capture.frames import Frame, clock
 from app.capture.mkv import MjpegMkvWriter
@@ -139,34 +140,32 @@ class _Track:
         self.passed_through = 0  # frames stored as the source's own JPEG
         self._warned_size = False
 
-    def write(self, frame: Frame, t: float, quality: int) -> None:
-        row = f"{self.written},{frame.index},{t:.6f}"
-        if self.mkv is not None and frame.encoded is not None and \
-                jpeg_size(frame.encoded) == (self.entry.width, self.entry.height):
-            # The camera's own JPEG, stored as it came: no decode, no re-encode.
-            offset, size = self.mkv.write(frame.encoded, round(t * 1000))
-            self.csv.write(row + f",{offset},{size}\n")
-            self.csv.flush()
-            self.written += 1
-            self.passed_through += 1
-            return
-        image = frame.image
+    def _sized(self, image: np.ndarray) -> np.ndarray:
+        """The image at the size being recorded (resized, with one warning, if the camera changed it)."""
         if image.shape[:2] != (self.entry.height, self.entry.width):
             if not self._warned_size:
                 log.warning("camera %s delivers %s, recording resized to %dx%d", self.entry.name, image.shape[1::-1], self.entry.width, self.entry.height)
                 self._warned_size = True
             image = cv2.resize(image, (self.entry.width, self.entry.height))
+        return image
+
+    def write(self, frame: Frame, t: float, quality: int) -> None:
+        row = f"{self.written},{frame.index},{t:.6f}"
         if self.mkv is not None:
-            params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-            if quality >= NEAR_LOSSLESS_QUALITY:
-                params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-            ok, jpeg = cv2.imencode(".jpg", image, params)
-            if not ok:
-                raise TriangulumError(f"camera {self.entry.name}: a frame could not be JPEG-encoded.")
+            if frame.encoded is not None and jpeg_size(frame.encoded) == (self.entry.width, self.entry.height):
+                jpeg = frame.encoded  # the camera's own JPEG, stored as it came: no decode, no re-encode
+                self.passed_through += 1
+            else:
+                params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+                if quality >= NEAR_LOSSLESS_QUALITY:
+                    params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+                ok, jpeg = cv2.imencode(".jpg", self._sized(frame.image), params)
+                if not ok:
+                    raise TriangulumError(f"camera {self.entry.name}: a frame could not be JPEG-encoded.")
             offset, size = self.mkv.write(jpeg, round(t * 1000))
             row += f",{offset},{size}"
         else:
-            self.cv.write(image)
+            self.cv.write(self._sized(frame.image))
         # Video first, then the row: a row never points at data that is not on disk.
         self.csv.write(row + "\n")
         self.csv.flush()

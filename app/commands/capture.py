@@ -21,6 +21,7 @@ from app.capture.frames import clock
 from app.capture.live import CaptureConfig, CaptureStats, LiveCapture
 from app.capture.recorder import CODECS, RecorderConfig
 from calibration.errors import TriangulumError
+from calibration.units import CHOICES as UNIT_CHOICES
 
 if TYPE_CHECKING:
     from app.process.pipeline import FramePipeline
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "after '?', e.g. video:cam01.mp4?fps=30&loop=1 (repeat for each camera)",
     )
     p.add_argument("--calib", type=Path, help="rig calibration (any supported format): turns on 3D pose estimation")
-    p.add_argument("--calib-units", choices=("auto", "m", "cm", "mm"), default="auto",
+    p.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto",
                    help="length unit of the calibration (default auto: told from the rig's geometry)")
     p.add_argument("--record", type=Path, metavar="DIR", help="record every frame into this new folder")
     p.add_argument("--codec", choices=sorted(CODECS), default="mjpeg", help="recording codec (default mjpeg)")

@@ -71,16 +71,10 @@ class Take:
     fps: float
     source: str
     calibration: Path | None
+    frame_times: np.ndarray
+    camera_fps: list[float]
+    interpolated: list[str]
     warnings: list[str] = field(default_factory=list)
-    frame_times: np.ndarray | None = None
-    camera_fps: list[float] = field(default_factory=list)
-    interpolated: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.frame_times is None:  # frames taken exactly at the set instants
-            self.frame_times = np.where(self.frame_index >= 0, self.times[:, None], np.nan)
-        if not self.camera_fps:
-            self.camera_fps = [self.fps] * len(self.videos)
 
     @property
     def cameras(self) -> list[str]:
@@ -212,4 +206,4 @@ def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = 
                         "neighbouring frames for the sets it has no frame of its own.")
     for w in warnings:
         log.warning(w)
-    return Take(rig, infos, frame_index, times, fps, source, Path(calib), warnings, used, rates, slower)
+    return Take(rig, infos, frame_index, times, fps, source, Path(calib), used, rates, slower, warnings)

@@ -50,8 +50,8 @@ class PipelineConfig:
     person: int | None = None
     # Compressed frames (MJPEG cameras, replayed sessions) decoded for pose at the largest
     # JPEG reduction that keeps the short side at this many px (None: full size). Measured on
-    # the studio take (1088x1920 -> 1/2): 25 % less CPU, 2D 2.5 px and 3D 5.8 mm median from
-    # the full-size result (benchmarks/capture_latency.py --pose-decode).
+    # the studio take (1088x1920 -> 1/2): a quarter less CPU, 2D 2.8 px and 3D 5.8 mm median
+    # from the full-size result (benchmarks/pose_decode.py).
     pose_min_side: int | None = None
 
 
@@ -70,19 +70,20 @@ class FrameResult:
 REDUCED_MIN_SIDE = 480  # px: `--pose-decode reduced` keeps at least this short side
 
 
-def pose_reduction(frame: Frame, min_side: int | None) -> int:
-    """How much smaller to decode a compressed frame for pose: the largest JPEG reduction
-    (1, 2, 4, 8) that keeps its short side at `min_side` px or more (480: a 1088 x 1920 frame
-    at 1/2, a 720p webcam in full). The landmark crops are 256 px, so a person filling a
-    1/2-size frame is still cropped from more pixels than the network sees. Raw frames, or
-    min_side None: 1."""
-    if min_side is None or frame.encoded is None:
-        return 1
-    size = jpeg_size(frame.encoded)
+def pose_image(frame: Frame, min_side: int | None) -> tuple[np.ndarray, float]:
+    """The frame's pixels for pose -> (image, its size as a fraction of the full size).
+
+    A compressed frame is decoded at the largest JPEG reduction (1, 2, 4, 8) that keeps its
+    short side at `min_side` px or more (480: a 1088 x 1920 frame at 1/2, a 720p webcam in
+    full). The landmark crops are 256 px, so a person filling a 1/2-size frame is still cropped
+    from more pixels than the network sees. Raw frames, or min_side None: the full image."""
+    size = jpeg_size(frame.encoded) if min_side is not None and frame.encoded is not None else None
     if size is None:
-        return 1
-    short = min(size)
-    return max([r for r in REDUCTIONS if short / r >= min_side] or [1])
+        return frame.image, 1.0
+    reduce = max([r for r in REDUCTIONS if min(size) / r >= min_side] or [1])
+    image = frame.pixels(reduce)
+    # JPEG reductions round sizes up: the exact scale is the decoded width's share.
+    return image, 1.0 if reduce == 1 else image.shape[1] / size[0]
 
 
 def performer_score(track: Track3D, frames: int) -> float:
@@ -132,15 +133,9 @@ class FramePipeline:
         if unknown:
             raise TriangulumError(f"camera(s) {unknown} are not in the calibration (it has {self.rig.names}); "
                                   "name the sources after the calibrated cameras.")
-        images, scales = [], []
-        for c in self.rig.names:
-            frame = by_camera.get(c)
-            reduce = pose_reduction(frame, self.config.pose_min_side) if frame is not None else 1
-            image = frame.pixels(reduce) if frame is not None else None
-            images.append(image)
-            # JPEG reductions round sizes up: the exact scale is the decoded width's share.
-            scales.append(1.0 if reduce == 1 else image.shape[1] / jpeg_size(frame.encoded)[0])
-        views = self.people2d(images, scales)
+        decoded = [pose_image(by_camera[c], self.config.pose_min_side) if c in by_camera else (None, 1.0)
+                   for c in self.rig.names]
+        views = self.people2d([im for im, _ in decoded], [s for _, s in decoded])
         t1 = clock()
         association = self.people3d.update(views, frameset.t)
         t2 = clock()
