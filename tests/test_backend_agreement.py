@@ -1,5 +1,5 @@
 """ONNX Runtime and PyTorch give the same take: per-view tracking crops on a grid
-(people2d.snap_roi) keep tiny numeric differences from steering the two runs onto different
+(engines.tracker.snap_roi) keep tiny numeric differences from steering the two runs onto different
 crops. Whole real takes through both backends."""
 
 import numpy as np
@@ -7,9 +7,9 @@ import pytest
 from test_process_support import DATA, sample_result
 
 from app.process.inputs import open_take
-from app.process.people2d import ROI_ANGLE_STEP, ROI_CENTRE_STEP, ROI_SIZE_STEP, snap_roi
 from app.process.take import ProcessConfig, process_take
 from engines.blazepose.roi import Roi
+from engines.tracker import ROI_ANGLE_STEP, ROI_CENTRE_STEP, ROI_SIZE_STEP, snap_roi
 
 CALISCOPE = DATA / "caliscope-charuco-4cam"
 

@@ -56,16 +56,20 @@ def test_tracks_between_detections_and_batches_views():
 
 
 @pytest.mark.slow
-def test_detect_people_and_user_selection():
+def test_people_tracker_and_user_selection():
+    from engines.tracker import PeopleTracker
+
     frames = frame_sets(1)[0]
     est = BlazePoseEstimator("torch")
-    people = est.detect_people(frames)
+    # The multi-person tracker runs the estimator's own detect/estimate on BGR frames: the
+    # same person as the RGB single-subject path, within the crop snapping's effect.
+    people = PeopleTracker(est)([np.ascontiguousarray(f[..., ::-1]) for f in frames])
     assert all(len(p) >= 1 for p in people)
-    for view in people:
-        for pose in view:
-            assert pose.redetected and pose.detection is not None
+    single = BlazePoseEstimator("torch")(frames)
+    for view, pose in zip(people, single, strict=True):
+        assert np.min(np.median(np.linalg.norm(view.keypoints - pose.keypoints[:33], axis=-1), axis=1)) < 10
     # Select the person found in view 0: the next call re-detects and follows that person.
-    target = people[0][0].keypoints[33]
+    target = est.detect([frames[0]])[0][0].keypoints[0]
     est([frames[0]])
     est.select(0, tuple(target))
     pose = est([frames[0]])[0]
@@ -74,7 +78,7 @@ def test_detect_people_and_user_selection():
 
 def test_bad_images_are_clear_errors():
     est = BlazePoseEstimator("torch")
-    with pytest.raises(TriangulumError, match="RGB uint8"):
+    with pytest.raises(TriangulumError, match="uint8 colour image"):
         est([np.zeros((10, 10), np.uint8)])
     with pytest.raises(TriangulumError, match="view ids"):
         est([np.zeros((10, 10, 3), np.uint8)], views=[0, 1])
@@ -83,7 +87,7 @@ def test_bad_images_are_clear_errors():
 def test_nobody_in_a_blank_frame():
     est = BlazePoseEstimator("torch")
     assert est([np.full((480, 640, 3), 90, np.uint8)]) == [None]
-    assert est.detect_people([np.zeros((480, 640, 3), np.uint8)]) == [[]]
+    assert est.detect([np.zeros((480, 640, 3), np.uint8)]) == [[]]
 
 
 @pytest.mark.slow

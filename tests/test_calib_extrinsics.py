@@ -8,14 +8,13 @@ from calib_support import CALISCOPE, CALISCOPE_REF, caliscope_detections, needs_
 
 from calibration.boards import Board, Detection
 from calibration.bundle_adjust import params_to_pose
+from calibration.camera_graph import components, spanning_tree
 from calibration.errors import TriangulumError
 from calibration.extrinsics import (
     average_transform,
     calibrate_extrinsics,
-    components,
     set_world_frame,
     shared_views,
-    spanning_tree,
 )
 from calibration.formats import convert
 from calibration.frames import load_sync_table, session_sources

@@ -17,10 +17,11 @@ from app.capture.frames import Frame, FrameSet
 from app.capture.live import CaptureConfig, LiveCapture
 from app.capture.pattern import read_barcode
 from app.capture.recorder import CameraEntry, Recorder, RecorderConfig
-from app.capture.sources import WebcamSource, jpeg_size
+from app.capture.sources import WebcamSource
 from app.capture.worker import lower_thread_priority
 from app.process.pipeline import pose_image
 from app.sample import SAMPLE_DIR
+from calibration.jpeg import jpeg_size
 from calibration.takes import TrackReader, open_session
 
 
@@ -67,8 +68,8 @@ def test_pose_decodes_large_compressed_frames_at_half_size_only_when_asked():
 
 
 def test_the_tracker_on_a_half_size_decode_finds_the_same_person_in_full_size_pixels():
-    from app.process.people2d import PeopleTracker
     from engines.blazepose.pipeline import BlazePoseEstimator
+    from engines.tracker import PeopleTracker
 
     image = _studio_frame()
     frame = Frame("cam03", 0, 0.0, 0.0, encoded=_jpeg(image, 95))

@@ -106,7 +106,7 @@ def test_ids_survive_a_short_loss_and_are_relinked_after_a_long_one():
     rig = sample_rig()
     performer, _ = _people()
     frames = views_of(rig, [performer], noise_px=2.0)
-    from app.process.people2d import ViewPeople
+    from engines.tracker import ViewPeople
 
     for f in range(20, 30):  # 10 frames unseen: the track waits
         frames[f] = [ViewPeople.empty() for _ in range(4)]
@@ -146,7 +146,7 @@ def test_real_2d_with_another_persons_keypoints_in_one_view():
     """The sample's real BlazePose 2D, but cam02 is fed another person (Pose2Sim's performer
     motion moved behind and beside, projected into cam02): cam02 is never used for the main
     person, the three other views always are."""
-    from app.process.people2d import ViewPeople
+    from engines.tracker import ViewPeople
 
     result = sample_result()
     rig = result.take.rig
@@ -173,7 +173,7 @@ def test_real_2d_with_another_persons_keypoints_in_one_view():
 def test_live_tracker_keeps_a_bounded_number_of_finished_tracks():
     """People coming and going for hours must not grow a live run's memory."""
     from app.process.association import AssociationConfig
-    from app.process.people2d import ViewPeople
+    from engines.tracker import ViewPeople
 
     rig = sample_rig()
     performer, _ = _people()

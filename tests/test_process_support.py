@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from shared_data import TEST_DATA
 
-from app.process.people2d import ViewPeople
 from app.sample import sample_calibration
 from calibration.formats.detect import convert
 from engines.skeleton import BLAZEPOSE33
+from engines.tracker import ViewPeople
 
 DATA = TEST_DATA
 REFERENCE_TRC = DATA / "pose2sim-demo-single" / "reference" / "pose2sim_body25b_0-100.trc"

@@ -41,8 +41,8 @@ from app.capture.session import (
     timestamp_columns,
     write_manifest,
 )
-from app.capture.sources import jpeg_size
 from calibration.errors import TriangulumError
+from calibration.jpeg import jpeg_size
 from calibration.rig import Rig
 from calibration.rig_io import save_rig
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from app.capture.frames import clock
-from calibration.takes import into_buffer, is_jpeg, jpeg_size  # noqa: F401 (jpeg_size re-exported)
+from calibration.jpeg import into_buffer, is_jpeg
 
 
 class SourceEnded(Exception):

@@ -1,5 +1,5 @@
-"""The control panels: session (sources, calibration, pipeline, start, record, export) and the
-playback bar (play/pause, step, scrub, speed)."""
+"""The control panels: session (sources, calibration, pipeline, start, record, export), the
+playback bar (play/pause, step, scrub, speed) and the error banner."""
 
 from __future__ import annotations
 
@@ -190,3 +190,29 @@ class PlaybackBar(QtWidgets.QWidget):
     @property
     def speed_value(self) -> float:
         return float(self.speed.currentData())
+
+
+class Banner(QtWidgets.QFrame):
+    """A strip at the top of the window that shows the last error as a sentence."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("error-banner")
+        self.setStyleSheet("#error-banner { background: #7a1f1f; } QLabel { color: white; }")
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        self.label = QtWidgets.QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QtWidgets.QToolButton()
+        close.setIcon(self.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_DialogCloseButton))
+        close.setToolTip("Dismiss")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()

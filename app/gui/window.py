@@ -17,7 +17,14 @@ from app.gui.controller import CaptureController
 from app.gui.dialogs import ExportDialog, WebcamDialog, export_progress
 from app.gui.metrics_panel import MetricsPanel
 from app.gui.overlays import overlay_for
-from app.gui.panels import PlaybackBar, SessionPanel, format_bytes, format_duration, source_label
+from app.gui.panels import (
+    Banner,
+    PlaybackBar,
+    SessionPanel,
+    format_bytes,
+    format_duration,
+    source_label,
+)
 from app.gui.scene3d import joint_confidence
 from app.gui.take import ExportRequest
 from app.gui.tiles import TileGrid
@@ -29,32 +36,6 @@ log = logging.getLogger(__name__)
 
 DISPLAY_INTERVAL_MS = 15  # the display timer; a tile redraws only when its frame changed
 METRICS_INTERVAL_MS = 500
-
-
-class Banner(QtWidgets.QFrame):
-    """A strip at the top of the window that shows the last error as a sentence."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("error-banner")
-        self.setStyleSheet("#error-banner { background: #7a1f1f; } QLabel { color: white; }")
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        self.label = QtWidgets.QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QtWidgets.QToolButton()
-        close.setIcon(self.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_DialogCloseButton))
-        close.setToolTip("Dismiss")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(WindowLayout, QtWidgets.QMainWindow):

@@ -2,7 +2,6 @@
 
     inputs       what to read: a session folder, videos + calibration, or the built-in sample
     reader       frame sets in lock-step (decoded ahead on a second thread)
-    people2d     every person in every view (BlazePose, tracked per view)
     association  which 2D person is which 3D person, across views and over time
     handedness   views whose left/right labels are swapped, found and relabelled
     reconstruct  triangulation methods (algebraic, robust, ransac, plain DLT)

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from app.process.people2d import ViewPeople
 from calibration import triangulation as tri
 from calibration.rig import Rig
 from engines.skeleton import Skeleton
+from engines.tracker import ViewPeople
 
 CUES: tuple[tuple[str, ...], ...] = (
     ("nose",),

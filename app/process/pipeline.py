@@ -25,16 +25,16 @@ import numpy as np
 import torch
 
 from app.capture.frames import REDUCTIONS, Frame, FrameSet, PoseFrame, clock
-from app.capture.sources import jpeg_size
 from app.process.association import AssociationConfig, FrameAssociation, PersonTracker, Track3D
 from app.process.handedness import HandednessConfig, OnlineHandedness, apply_flips
-from app.process.people2d import PeopleTracker, TrackerConfig, ViewPeople
 from app.process.reconstruct import TriangulationConfig, triangulate_joints
 from calibration.errors import TriangulumError
+from calibration.jpeg import jpeg_size
 from calibration.rig import Rig
 from engines.blazepose.pipeline import BlazePoseEstimator
 from engines.skeleton import BLAZEPOSE33, Skeleton
 from engines.temporal import OneEuroConfig, OneEuroFilter
+from engines.tracker import PeopleTracker, TrackerConfig, ViewPeople
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Main subject: among the detector's people the estimator keeps the one the user s
 largest and most central one (or the best-scoring one, MediaPipe's rule, with
 subject="score"). Between detections it follows that person through its ROI only, so it can
 switch people only at a re-detection, which each Pose2D reports (`redetected`, `track_id`).
-`detect_people` returns every person the detector finds, each with its landmarks.
+This is MediaPipe's one-person rule, kept to reproduce MediaPipe (benchmarks/blazepose_parity.py)
+and for `detect2d`; everyone in every view is tracked by `engines.tracker.PeopleTracker`, which
+runs this estimator's `detect` and `estimate`.
 """
 
 from __future__ import annotations
@@ -127,8 +129,8 @@ def _check_image(image: np.ndarray, view: int) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         shape = getattr(image, "shape", None)
         raise TriangulumError(
-            f"View {view}: expected an RGB uint8 image of shape (H, W, 3), got {shape}; "
-            "convert the frame with cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)."
+            f"View {view}: expected a uint8 colour image of shape (H, W, 3), got {shape}; "
+            "give the decoded frame (RGB, or BGR with bgr=True where the call takes it)."
         )
 
 
@@ -203,48 +205,46 @@ class BlazePoseEstimator:
         track.selected = np.asarray(point, np.float64)
         track.lose()
 
-    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """Every person the detector finds in each image, best score first (N views -> N lists)."""
+    def detect(self, images: list[np.ndarray], bgr: bool = False,
+               scales: list[float] | None = None) -> list[list[Detection]]:
+        """Every person the detector finds in each image, best score first (N views -> N lists).
+
+        bgr: the images are BGR as cameras and decoders deliver them (only the 224 x 224
+        input is swapped, which saves converting every full frame). scales: per image, its
+        size as a fraction of the camera's full size (a JPEG decoded at 1/2: 0.5); the
+        detections come back in full-size pixels.
+        """
         if not images:
             return []
         for v, im in enumerate(images):
             _check_image(im, v)
-        out = self.backend.detect(detector_input(images))
-        return [
+        batch = detector_input(images)
+        out = self.backend.detect(np.ascontiguousarray(batch[:, ::-1]) if bgr else batch)
+        found = [
             decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
                               self.config.min_detection_score, self.config.nms_threshold)
             for i, im in enumerate(images)
         ]
+        if scales is None:
+            return found
+        return [[d if s == 1 else Detection(d.box / s, d.keypoints / s, d.score) for d in people]
+                for people, s in zip(found, scales, strict=True)]
 
-    def estimate(self, images: list[np.ndarray], rois: list[Roi]) -> list[Pose2D]:
-        """Landmarks for each (image, ROI) pair in one batch through the landmark network."""
+    def estimate(self, images: list[np.ndarray], rois: list[Roi], bgr: bool = False,
+                 scales: list[float] | None = None) -> list[Pose2D]:
+        """Landmarks for each (image, ROI) pair in one batch through the landmark network.
+
+        ROIs and results are in full-size pixels; an image at `scale` of the full size (see
+        `detect`) is cropped through the ROI scaled alike, which gives the same 256 x 256 crop
+        from fewer decoded pixels. bgr: as in `detect`.
+        """
         if not rois:
             return []
-        out = self.backend.landmarks(landmark_input(images, rois))
+        at_scale = rois if scales is None else [
+            r if s == 1 else Roi(r.centre * s, r.size * s, r.rotation) for r, s in zip(rois, scales, strict=True)]
+        batch = landmark_input(images, at_scale)
+        out = self.backend.landmarks(np.ascontiguousarray(batch[:, ::-1]) if bgr else batch)
         return decode_landmarks(out, rois, self.config.refine_kernel)
-
-    def detect_people(self, images: list[np.ndarray], max_people: int = 0) -> list[list[Pose2D]]:
-        """Every detected person of every view with landmarks (all crops in one batch).
-
-        max_people > 0 keeps that many per view (best detector score first). Does not touch
-        the tracks. Returns per view a list of Pose2D (those with pose flag under
-        `min_tracking_score` are dropped), each with its `detection`.
-        """
-        people = self.detect(images)
-        if max_people > 0:
-            people = [p[:max_people] for p in people]
-        flat_images, flat_rois, owners = [], [], []
-        for v, dets in enumerate(people):
-            for d in dets:
-                flat_images.append(images[v])
-                flat_rois.append(roi_from_points(d.keypoints[0], d.keypoints[1]))
-                owners.append((v, d))
-        result: list[list[Pose2D]] = [[] for _ in images]
-        for (v, d), pose in zip(owners, self.estimate(flat_images, flat_rois), strict=True):
-            if pose.pose_score >= self.config.min_tracking_score:
-                pose.redetected, pose.detection = True, d
-                result[v].append(pose)
-        return result
 
     def _choose(self, track: _Track, people: list[Detection], width: int, height: int) -> Detection | None:
         if not people:

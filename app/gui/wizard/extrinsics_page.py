@@ -23,12 +23,12 @@ from app.gui.wizard.state import WizardState
 from app.gui.wizard.streams import live_synchronised, resolve_sync, shrink
 from app.gui.wizard.widgets import ImageView, PairMatrix, fill_table, table
 from calibration.boards import Board
+from calibration.camera_graph import graph_messages
 from calibration.errors import TriangulumError
 from calibration.extrinsics import (
     ExtrinsicsOptions,
     ExtrinsicsResult,
     calibrate_extrinsics,
-    graph_messages,
     shared_views,
 )
 from calibration.frames import FrameSource, frame_count

@@ -1,6 +1,6 @@
 """Every person in every view, tracked per view: BlazePose landmarks for each of them.
 
-    tracker = PeopleTracker(BlazePoseEstimator("onnxruntime"))
+    tracker = PeopleTracker(BlazePoseEstimator("onnxruntime"))   # the one multi-person tracker
     views = tracker(images)              # one synchronised frame (BGR) -> [ViewPeople] per view
 
 Per view the tracker follows each person through the ROI their landmarks give for the next
@@ -11,7 +11,10 @@ landmark network as one batch, so the cost of a frame is one landmark crop per p
 plus an occasional detector pass.
 
 Images are BGR as cameras and decoders deliver them: only the small network inputs are turned
-into RGB, which saves converting every full frame.
+into RGB, which saves converting every full frame. Detection, crops and decoding are the
+estimator's (`BlazePoseEstimator.detect` / `estimate`); this module holds only the policy of
+who is tracked. The ROI snapping keeps the two runtimes on the same crops (`snap_roi`).
+Pose2D of each track keeps the backbone's heatmaps and features for the learned heads.
 
 Two tracks that converge onto the same body are merged (the older one stays), and a
 detection is only a new person when no track already covers it. Per-view track IDs are not
@@ -24,16 +27,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.blazepose.detection import Detection, decode_detections
+from engines.blazepose.detection import Detection
 from engines.blazepose.pipeline import (
     BODY_JOINTS,
     HIP_CENTRE,
     SCALE_POINT,
     BlazePoseEstimator,
     Pose2D,
-    decode_landmarks,
-    detector_input,
-    landmark_input,
 )
 from engines.blazepose.roi import Roi, roi_from_points
 
@@ -145,27 +145,6 @@ class PeopleTracker:
         self._next_id += 1
         return self._next_id - 1
 
-    def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
-        """The estimator's detector on BGR images (channels swapped on the 224 x 224 input),
-        detections in full-size pixels (an image at `scale` of the full size is scaled back)."""
-        cfg = self.estimator.config
-        out = self.estimator.backend.detect(np.ascontiguousarray(detector_input(images)[:, ::-1]))
-        found = [decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
-                                   cfg.min_detection_score, cfg.nms_threshold)
-                 for i, im in enumerate(images)]
-        return [[d if s == 1 else Detection(d.box / s, d.keypoints / s, d.score) for d in people]
-                for people, s in zip(found, scales, strict=True)]
-
-    def _landmarks(self, images: list[np.ndarray], rois: list[Roi], scales: list[float]) -> list[Pose2D]:
-        """The estimator's landmark pass on BGR images (channels swapped on the crops). ROIs
-        are in full-size pixels; an image at `scale` is cropped through the ROI scaled alike,
-        which gives the same 256 x 256 crop from fewer decoded pixels."""
-        if not rois:
-            return []
-        at_scale = [r if s == 1 else Roi(r.centre * s, r.size * s, r.rotation) for r, s in zip(rois, scales, strict=True)]
-        crops = np.ascontiguousarray(landmark_input(images, at_scale)[:, ::-1])
-        return decode_landmarks(self.estimator.backend.landmarks(crops), rois, self.estimator.config.refine_kernel)
-
     def __call__(self, images: list[np.ndarray | None], scales: list[float] | None = None) -> list[ViewPeople]:
         """BGR uint8 images, one per view (None: the view has no frame now; its tracks wait)
         -> ViewPeople per view, in full-size pixels. scales: per view, the image's size as a
@@ -180,7 +159,7 @@ class PeopleTracker:
                   if (self._frame + v * period // len(images)) % period == 0
                   or self._views[v].lost or not self._views[v].tracks]
         if detect:
-            found = self._detect([images[v] for v in detect], [scales[v] for v in detect])
+            found = self.estimator.detect([images[v] for v in detect], bgr=True, scales=[scales[v] for v in detect])
             for v, people in zip(detect, found, strict=True):
                 state = self._views[v]
                 for det in people:
@@ -191,8 +170,8 @@ class PeopleTracker:
                         state.tracks.append(_Track(self._new_id(), roi))
                 state.lost = False
         owners = [(v, t) for v in present for t in self._views[v].tracks]
-        poses = self._landmarks([images[v] for v, _ in owners], [t.roi for _, t in owners],
-                                [scales[v] for v, _ in owners])
+        poses = self.estimator.estimate([images[v] for v, _ in owners], [t.roi for _, t in owners],
+                                        bgr=True, scales=[scales[v] for v, _ in owners])
         for (_, track), pose in zip(owners, poses, strict=True):
             track.pose = pose if pose.pose_score >= cfg.min_pose_score else None
         out = []
