@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "app.commands.detect2d",
     "app.commands.gui",
     "app.commands.process",
+    "app.commands.train",
 ]
 
 

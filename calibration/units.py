@@ -31,6 +31,20 @@ METRES_UP_TO = 60.0  # camera-to-scene distances beyond this many file units are
 CENTIMETRES_UP_TO = 400.0  # ... and beyond this many not centimetres
 
 
+def axes_meeting_point(rig: Rig) -> np.ndarray | None:
+    """(3,) the point nearest all optical axes, in front of most cameras (None if the axes are
+    parallel or the point lies behind): where the cameras look, in the rig's own unit."""
+    centres = np.stack([-c.R.T @ c.t for c in rig.cameras])
+    axes = np.stack([c.R.T @ np.array([0.0, 0.0, 1.0]) for c in rig.cameras])
+    proj = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]  # (C, 3, 3) off-axis projectors
+    A, b = proj.sum(0), np.einsum("cij,cj->i", proj, centres)
+    if len(rig) < 2 or np.linalg.cond(A) >= 1e6:
+        return None
+    p = np.linalg.solve(A, b)
+    ahead = np.einsum("ci,ci->c", axes, p - centres) > 0
+    return p if ahead.mean() > 0.5 else None
+
+
 def scene_distance(rig: Rig) -> float | None:
     """Typical camera-to-scene distance in the rig's own unit (None: no scale to judge)."""
     if len(rig) < 2:
@@ -39,14 +53,9 @@ def scene_distance(rig: Rig) -> float | None:
     baseline = float(max(np.linalg.norm(a - b) for a in centres for b in centres))
     if not baseline > 0 or not np.isfinite(baseline):
         return None
-    axes = np.stack([c.R.T @ np.array([0.0, 0.0, 1.0]) for c in rig.cameras])
-    proj = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]  # (C, 3, 3) off-axis projectors
-    A, b = proj.sum(0), np.einsum("cij,cj->i", proj, centres)
-    if np.linalg.cond(A) < 1e6:
-        p = np.linalg.solve(A, b)
-        ahead = np.einsum("ci,ci->c", axes, p - centres) > 0
-        if ahead.mean() > 0.5:
-            return float(np.median(np.linalg.norm(p - centres, axis=1)))
+    p = axes_meeting_point(rig)
+    if p is not None:
+        return float(np.median(np.linalg.norm(p - centres, axis=1)))
     return baseline
 
 

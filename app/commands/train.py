@@ -1,0 +1,166 @@
+"""`triangulum train confidence`: train the learned algebraic head into a run folder.
+
+    triangulum train confidence --data ../shared/data/pose2sim-demo-single/videos \
+        --calib ../shared/data/pose2sim-demo-single/calibration/Calib.qca.txt -o runs/confidence
+    triangulum train confidence --data takes/take1 takes/take2 -o runs/mine --steps 3000
+
+A TAKE is what `triangulum process` reads: a session folder, or a folder of videos (then
+`--calib`, one per take in the order of --data, or one for all). Each take's main
+performer is reconstructed once with the default pipeline (2D cached in RUN/takes/), the first
+70 % of its frames train (self-supervised: robust triangulation of the other views) and the
+last 30 % validate. Motion capture of the training subjects gives the synthetic samples; the
+BlazePose error model is fitted on the takes' training frames (RUN/error_model.toml). RUN
+ends with confidence.safetensors (best by validation), checkpoint.pt (resumable: run the
+same command again), metrics.csv, config.toml and NOTICE.md (data, command, commit, time,
+metrics), which is what ships beside weights in engines/heads/weights/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from calibration.errors import TriangulumError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from calibration.units import CHOICES as UNIT_CHOICES
+
+    p = subparsers.add_parser("train", help="train a learned head (confidence)",
+                              description="Train a learned head of the product into a run folder.")
+    sub = p.add_subparsers(dest="what", metavar="HEAD", required=True)
+    c = sub.add_parser("confidence", help="the learned algebraic head (per-view confidences through the DLT)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--data", nargs="*", type=Path, default=[], metavar="TAKE",
+                   help="real takes for self-supervision (session folders or video folders); none: synthetic only")
+    c.add_argument("--calib", nargs="*", type=Path, default=[], metavar="RIG",
+                   help="calibration of each video folder, in the order of --data (one for all, or one each; "
+                   "sessions carry their own)")
+    c.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto")
+    c.add_argument("--mocap", type=Path, help="the mocap-cmu folder (default ../shared/data/mocap-cmu)")
+    c.add_argument("-o", "--output", type=Path, required=True, metavar="RUN_DIR")
+    c.add_argument("--steps", type=int, help="optimiser steps (default 1500)")
+    c.add_argument("--batch", type=int, help="synthetic samples per step (default 96; 512 on a GPU)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--fresh", action="store_true", help="start over instead of resuming RUN_DIR/checkpoint.pt")
+    c.set_defaults(func=run)
+
+
+def take_2d(path: Path, calib: Path | None, units: str, cache: Path):
+    """The main performer's 2D of a take (after left/right correction) -> rig, keypoints
+    (C, F, J, 2) distorted px, confidence (C, F, J); cached as cache/<name>.npz + rig TOML."""
+    from app.process.inputs import open_take
+    from app.process.take import ProcessConfig, process_take
+    from app.progress import stage_bar
+    from calibration.rig_io import load_rig, save_rig
+
+    npz, rig_file = cache.with_suffix(".npz"), cache.with_suffix(".toml")
+    if npz.exists() and rig_file.exists():
+        with np.load(npz) as z:
+            return load_rig(rig_file), z["keypoints"], z["confidence"]
+    take = open_take([path], calib, units)
+    with stage_bar(f"2D of {path.name}", take.frames) as update:
+        result = process_take(take, ProcessConfig(), progress=update)
+    if result.main is None:
+        raise TriangulumError(f"nobody was reconstructed in {path}; it cannot be used for training.")
+    person = result.person(result.main)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(npz, keypoints=person.keypoints, confidence=person.confidence)
+    save_rig(take.rig, rig_file)
+    return take.rig, person.keypoints, person.confidence
+
+
+def take_name(path: Path) -> str:
+    """A take's name: its folder, or the folder above a `videos`/`extrinsic` subfolder."""
+    p = path.resolve()
+    return f"{p.parent.name}-{p.name}" if p.name in ("videos", "extrinsic", "video") else p.name
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.confidence import RealTake, TrainConfig, split_frames, train
+    from training.error_model import fit_error_model, loo_targets
+    from training.mocap import MOCAP_DIR, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, load_clips
+
+    run_dir: Path = args.output
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(seed=args.seed)
+    if args.steps:
+        config.steps = args.steps
+    if args.batch:
+        config.batch = args.batch
+    started = time.time()
+    mocap = args.mocap or MOCAP_DIR
+    train_clips = load_clips(mocap, TRAIN_SUBJECTS)
+    val_clips = load_clips(mocap, VAL_SUBJECTS)
+    takes, rigs, fit = [], [], []
+    if len(args.calib) > 1 and len(args.calib) != len(args.data):
+        raise TriangulumError(f"--calib gives {len(args.calib)} files for {len(args.data)} takes; give one for all "
+                              "takes or one per take, in the order of --data.")
+    calibs = args.calib * len(args.data) if len(args.calib) == 1 else (args.calib or [None] * len(args.data))
+    for path, calib in zip(args.data, calibs, strict=True):
+        rig, kp, cf = take_2d(path, calib, args.calib_units, run_dir / "takes" / take_name(path))
+        tr, va = split_frames(kp.shape[1])
+        targets = loo_targets(rig, kp, cf)
+        und = rig.undistort(kp)
+        und_t = rig.undistort(targets)
+        takes.append(RealTake(take_name(path), rig.stacked()["P"].numpy(), und,
+                              np.where(np.isfinite(kp).all(-1), cf, 0.0), und_t, tr, va))
+        rigs.append(rig)
+        fit.append((kp[:, tr], cf[:, tr], targets[:, tr]))
+    if fit:
+        model = fit_error_model(np.concatenate([f[0] for f in fit], 1), np.concatenate([f[1] for f in fit], 1),
+                                np.concatenate([f[2] for f in fit], 1),
+                                source=", ".join(f"{t.name} frames 0-{len(t.train) - 1}" for t in takes))
+    else:
+        from training.error_model import ErrorModel
+
+        default = Path(__file__).resolve().parents[2] / "training" / "error_model.toml"
+        model = ErrorModel.load(default)
+    model.view_failure = config.view_failure
+    model.save(run_dir / "error_model.toml")
+    data = {"takes": [str(p) for p in args.data], "mocap": str(mocap), "train_subjects": list(TRAIN_SUBJECTS),
+            "val_subjects": list(VAL_SUBJECTS), "test_subjects_never_used": list(TEST_SUBJECTS)}
+    config.save(run_dir / "config.toml", {"data": data})
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    best = train(config, train_clips, val_clips, model, takes, run_dir, rigs=rigs, resume=not args.fresh,
+                 progress=sys.stderr.isatty() or True)
+    notice = [
+        "# Learned algebraic head (engines/heads/algebraic.py): per-view confidences",
+        "",
+        f"- Command: `triangulum train confidence {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}`".rstrip(),
+        f"- Commit: {git_commit()}",
+        f"- Finished: {datetime.now(timezone.utc).isoformat(timespec='seconds')} "
+        f"({(time.time() - started) / 60:.1f} min on this machine, {torch.get_num_threads()} threads)",
+        f"- Motion capture: CMU subjects {', '.join(TRAIN_SUBJECTS)} (training), {', '.join(VAL_SUBJECTS)} "
+        f"(validation); subject {', '.join(TEST_SUBJECTS)} is never used here (test set of benchmarks/heads.py). "
+        "The data was obtained from mocap.cs.cmu.edu; the database was created with funding from NSF EIA-0196217.",
+        "- Real takes (self-supervised, first 70 % of frames; last 30 % validate): "
+        + (", ".join(t.name for t in takes) or "none"),
+        f"- Error model: error_model.toml (fitted on {model.source or 'the shipped default'})",
+        f"- Settings: {config}",
+        f"- Best validation (step {best.get('step')}): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("step", "seconds")),
+    ]
+    (run_dir / "NOTICE.md").write_text("\n".join(notice) + "\n")
+    print(f"wrote {run_dir / 'confidence.safetensors'} (best at step {best.get('step')}: "
+          f"validation MPJPE {best['val_mpjpe_mm']:.1f} mm, with failed views {best.get('val_failed_mpjpe_mm', float('nan')):.1f} mm)")
+    return 0

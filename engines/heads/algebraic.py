@@ -1,0 +1,187 @@
+"""The learned algebraic head: per-view, per-joint confidences from a small network, then the
+weighted DLT (Learnable Triangulation's algebraic triangulation).
+
+    head = load_head()                                   # shipped weights (weights/NOTICE)
+    X, w = head(P, x, conf)      # P (B, C, 3, 4), x (B, C, J, 2) undistorted px, conf (B, C, J)
+
+What the network reads, per view v and joint j (`view_descriptors`):
+  - the backbone's heatmap-peak confidence of the joint, and whether the view has it;
+  - how well the view agrees with the others: the joint triangulated from every other view
+    (confidence-weighted DLT) and reprojected into v, its distance from v's 2D point and
+    from v's mirror joint (a left/right swap puts the mirror joint there), in units of the
+    person's size in v (the diagonal of their 2D box), and the view's mean disagreement over
+    all joints (a view on the wrong person disagrees everywhere);
+  - how many views saw the joint.
+A per-(view, joint) MLP with a learned joint embedding, a mean over views for context
+(the views are a set: no view order is learned), and a second MLP give one positive weight
+per view and joint; the weights are normalised over views per joint (as the reference
+normalises its confidences) and go into `calibration.triangulation.triangulate_dlt`, which
+is differentiable, so the network is trained through the 3D result (training/confidence.py).
+
+Why these inputs and not the backbone's 48-channel feature map: the head is trained mostly
+on synthetic views made from motion capture (no images, so no feature maps), and on real
+takes a heatmap peak stays high on a view that follows the wrong limb or person (measured on
+the studio take: training/error_model.py); what exposes those views is geometry. The whole
+forward pass is tensor operations that export to ONNX (engines/heads/export.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from calibration.errors import TriangulumError
+from calibration.triangulation import triangulate_dlt
+from engines.skeleton import BLAZEPOSE33, flip_permutation
+
+WEIGHTS = Path(__file__).with_name("weights") / "confidence.safetensors"
+DESCRIPTORS = 8
+RESIDUAL_SCALE = 0.02  # residuals in person sizes, log1p(r / this): 2 % of the body is "small"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """joints: skeleton size; hidden: width of both MLPs; embedding: joint embedding size."""
+
+    joints: int = 33
+    hidden: int = 64
+    embedding: int = 8
+
+
+def _box_scale(x: Tensor, valid: Tensor) -> Tensor:
+    """Diagonal of each view's 2D box over its valid joints: x (B, C, J, 2) -> (B, C)."""
+    big = torch.full_like(x, 1e9)
+    lo = torch.where(valid[..., None], x, big).amin(-2)
+    hi = torch.where(valid[..., None], x, -big).amax(-2)
+    d = (hi - lo).norm(dim=-1)
+    return torch.where(valid.sum(-1) >= 2, d, torch.ones_like(d)).clamp_min(1.0)
+
+
+def _project(P: Tensor, X: Tensor) -> Tensor:
+    """P (B, C, 3, 4), X (B, C, J, 3) -> (B, C, J, 2)."""
+    Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
+    uvw = torch.einsum("bcik,bcjk->bcji", P, Xh)
+    return uvw[..., :2] / uvw[..., 2:3].clamp_min(1e-9)
+
+
+def leave_one_out(P: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """Each joint triangulated from every view but one: P (B, C, 3, 4), x (B, C, J, 2) zeros
+    where missing, w (B, C, J) -> (B, C, J, 3), index v = without view v (NaN if < 2 others)."""
+    B, C, J, _ = x.shape
+    keep = 1.0 - torch.eye(C, dtype=w.dtype, device=w.device)  # (C_out, C_in)
+    wl = w.permute(0, 2, 1)[:, None] * keep[None, :, None]  # (B, C_out, J, C_in)
+    xl = x.permute(0, 2, 1, 3)[:, None].expand(B, C, J, C, 2)
+    Pl = P[:, None, None].expand(B, C, J, C, 3, 4)
+    return triangulate_dlt(Pl, xl, wl)
+
+
+def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tuple[Tensor, Tensor]:
+    """What the network reads (module docstring): P (B, C, 3, 4), x (B, C, J, 2) undistorted
+    px (NaN where missing), conf (B, C, J), mirror (J,) left/right permutation
+    -> descriptors (B, C, J, DESCRIPTORS) float32, valid (B, C, J) bool."""
+    valid = torch.isfinite(x).all(-1) & torch.isfinite(conf) & (conf > 0)
+    x0 = torch.where(valid[..., None], x, torch.zeros_like(x))
+    c0 = torch.where(valid, conf, torch.zeros_like(conf))
+    scale = _box_scale(x0, valid)  # (B, C)
+    X = leave_one_out(P, x0, c0)
+    has = torch.isfinite(X).all(-1) & valid
+    uv = _project(P, torch.where(torch.isfinite(X), X, torch.zeros_like(X)))
+    r = (x0 - uv).norm(dim=-1) / scale[..., None]
+    rm = (x0[:, :, mirror] - uv).norm(dim=-1) / scale[..., None]
+    rm = torch.where(valid[:, :, mirror], rm, r)
+    zero = torch.zeros_like(r)
+    lr = torch.where(has, torch.log1p(r.clamp(max=10.0) / RESIDUAL_SCALE), zero)
+    lrm = torch.where(has, torch.log1p(rm.clamp(max=10.0) / RESIDUAL_SCALE), zero)
+    n_has = has.sum(-1, keepdim=True).clamp_min(1)
+    view_mean = (lr.sum(-1, keepdim=True) / n_has).expand_as(lr)
+    n_views = valid.sum(1, keepdim=True).to(r.dtype).expand_as(r) / 8.0
+    f = torch.stack([c0, valid.to(r.dtype), has.to(r.dtype), lr, lrm, lr - lrm, view_mean, n_views], -1)
+    return f.float(), valid
+
+
+class ConfidenceHead(nn.Module):
+    """Descriptors (B, C, J, D) and valid (B, C, J) -> confidences (B, C, J), summing to 1 over
+    the valid views of each joint (0 where a view is missing)."""
+
+    def __init__(self, config: HeadConfig | None = None):
+        super().__init__()
+        self.config = config or HeadConfig()
+        h, e = self.config.hidden, self.config.embedding
+        self.joint = nn.Parameter(torch.zeros(self.config.joints, e))
+        self.encode = nn.Sequential(nn.Linear(DESCRIPTORS + e, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.decide = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Linear(h, 1))
+        self.register_buffer("mirror", torch.as_tensor(flip_permutation(BLAZEPOSE33)), persistent=False)
+
+    def forward(self, f: Tensor, valid: Tensor) -> Tensor:
+        B, C, J, _ = f.shape
+        emb = self.joint[None, None].expand(B, C, J, -1)
+        h = self.encode(torch.cat([f, emb], -1))
+        m = valid[..., None].to(h.dtype)
+        ctx = (h * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+        logit = self.decide(torch.cat([h, ctx.expand_as(h)], -1))[..., 0]
+        w = nn.functional.softplus(logit) * valid.to(logit.dtype) + 1e-6 * valid.to(logit.dtype)
+        return w / w.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+class LearnedTriangulation(nn.Module):
+    """The whole head: P (B, C, 3, 4), x (B, C, J, 2) undistorted px (NaN missing), conf
+    (B, C, J) -> X (B, J, 3) world units of P, confidences (B, C, J)."""
+
+    def __init__(self, config: HeadConfig | None = None):
+        super().__init__()
+        self.head = ConfidenceHead(config)
+
+    def forward(self, P: Tensor, x: Tensor, conf: Tensor) -> tuple[Tensor, Tensor]:
+        P = P.double()
+        x = x.double()
+        with torch.no_grad():
+            f, valid = view_descriptors(P, x, conf.double(), self.head.mirror)
+        w = self.head(f, valid)
+        x0 = torch.where(valid[..., None], x, torch.zeros_like(x))
+        # A joint seen by fewer than two views gets a stand-in system (every view, equal
+        # weights) so that the solve stays finite and no NaN reaches the gradients; its
+        # result is NaN, as the DLT's.
+        enough = valid.sum(1, keepdim=True) >= 2
+        wd = torch.where(enough, w.double(), torch.full_like(w, 1.0 / w.shape[1]).double())
+        Pj = P[:, None].expand(-1, x.shape[2], -1, -1, -1)  # (B, J, C, 3, 4)
+        X = triangulate_dlt(Pj, x0.transpose(1, 2), wd.transpose(1, 2))
+        return torch.where(enough[:, 0, :, None], X, torch.full_like(X, float("nan"))), w
+
+
+def save_head(model: LearnedTriangulation, path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    meta = {k: str(v) for k, v in asdict(model.head.config).items()}
+    meta.update(metadata or {})
+    state = {k: v.detach().float().contiguous() for k, v in model.head.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+
+
+def read_head(path: Path | str) -> LearnedTriangulation:
+    """A head from a safetensors file written by `save_head` (or a run's checkpoint folder)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "confidence.safetensors"
+    if not path.exists():
+        raise TriangulumError(f"no learned-head weights at {path}; give --weights a .safetensors file written by "
+                              "`triangulum train confidence` (or its run folder).")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    config = HeadConfig(**{k: int(meta[k]) for k in ("joints", "hidden", "embedding") if k in meta})
+    model = LearnedTriangulation(config)
+    model.head.load_state_dict(state)
+    return model.eval()
+
+
+@cache
+def load_head(path: str | None = None) -> LearnedTriangulation:
+    """The shipped head (path None) or another checkpoint, loaded once per process."""
+    return read_head(Path(path) if path else WEIGHTS)
