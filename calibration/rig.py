@@ -80,15 +80,22 @@ class Rig:
         points: np.ndarray,
         weights: np.ndarray | None = None,
         method: str = "dlt",
+        return_weights: bool = False,
         **options: Any,
-    ) -> np.ndarray:
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Triangulate distorted pixel observations.
 
         points: (C, ..., 2), NaN where a camera did not see the point;
         weights: (C, ...) per-view confidences or None -> (..., 3) metres, NaN where
         fewer than two views remain. `method`: "dlt" (weighted linear), "svd" (DLT by
         SVD), "robust" (GeoMed/WSS; options sigma, wss_threshold, on_reject) or
-        "ransac" (options threshold px, huber_delta).
+        "ransac" (options threshold px, huber_delta). With `return_weights` also the weights
+        the solve used, (C, ...): the given ones (1 where None) for the DLTs, the GeoMed
+        weights times the given ones for "robust", the inlier indicator for "ransac".
+
+        These are the geometric solvers; the product's method names (engines.heads.METHODS,
+        including the learned head, which `calibration` cannot import) map onto them in
+        app.process.reconstruct.
         """
         if method not in METHODS:
             raise TriangulumError(f"unknown triangulation method '{method}'; choose one of {METHODS}.")
@@ -103,15 +110,23 @@ class Rig:
                 raise TriangulumError(f"weights have shape {weights.shape}; expected {(C, *batch)} to match the points.")
             w = torch.as_tensor(weights.reshape(C, -1)).transpose(0, 1)
         P = self.stacked()["P"]
+        used = torch.isfinite(x).all(-1) & (w > 0 if w is not None else True)
+        used_w = torch.where(used, w if w is not None else torch.ones_like(x[..., 0]), torch.zeros_like(x[..., 0]))
         if method == "dlt":
             X = tri.triangulate_dlt(P, x, w)
         elif method == "svd":
             X = tri.triangulate_dlt_svd(P, x, w)
         elif method == "robust":
-            X = tri.triangulate_robust(P, x, w, **options).points
+            res = tri.triangulate_robust(P, x, w, **options)
+            X, used_w = res.points, torch.where(used, res.weights, torch.zeros_like(res.weights))
         else:
             X = tri.triangulate_ransac(P, x, w, **options)
-        return X.numpy().reshape(*batch, 3)
+            err = tri.reprojection_error(P.expand(len(x), *P.shape), X, x)
+            used_w = (used & (err < options.get("threshold", 15.0))).to(x.dtype)
+        X = X.numpy().reshape(*batch, 3)
+        if not return_weights:
+            return X
+        return X, used_w.transpose(0, 1).numpy().reshape(C, *batch)
 
     def reprojection_error(self, X: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Pixel distance between projected X and observed points.

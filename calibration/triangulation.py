@@ -21,11 +21,13 @@ from torch import Tensor
 
 
 def _valid_inputs(x: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Zero out missing views: returns x with NaNs replaced and weights (*B, C)."""
-    finite = torch.isfinite(x).all(-1)
+    """Zero out missing views: returns x with NaNs replaced and weights (*B, C).
+    Finiteness is tested as t - t == 0 (false for NaN and inf): the same as isfinite, in
+    operators TensorRT's ONNX parser has (it lacks IsInf)."""
+    finite = ((x - x) == 0).all(-1)
     if w is None:
         w = torch.ones_like(x[..., 0])
-    finite = finite & torch.isfinite(w) & (w > 0)
+    finite = finite & ((w - w) == 0) & (w > 0)
     return torch.where(finite.unsqueeze(-1), x, torch.zeros_like(x)), torch.where(
         finite, w, torch.zeros_like(w)
     )

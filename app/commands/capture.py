@@ -61,8 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
     p.add_argument("--tolerance", type=float, metavar="MS", help="sync tolerance in ms (default: half the slowest frame period)")
     p.add_argument("--method", choices=METHODS, default="algebraic",
-                   help="triangulation: confidence-weighted DLT (algebraic, default), GeoMed/WSS (robust), "
-                   "ransac, or plain DLT")
+                   help="triangulation: learned (trained per-view confidences), confidence-weighted DLT "
+                   "(algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
+    p.add_argument("--weights", type=Path, metavar="PATH",
+                   help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
+                   "instead of the shipped weights")
     # No `choices`: the list is app.process.pipeline.ONLINE_FILTERS, whose import (the whole
     # pipeline) would slow every command's start by a second; online_config checks the name.
     p.add_argument("--filter", default="none", metavar="none|one-euro",
@@ -104,7 +107,8 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
 
     if args.threads < 0:
         raise TriangulumError(f"--threads {args.threads} must be 0 (the runtime's choice) or more.")
-    config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"))
+    config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"),
+                           str(args.weights) if getattr(args, "weights", None) else None)
     rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
     return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None)
 

@@ -41,8 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, help="output folder (default: SESSION/results, "
                    "./sample-results for the sample, ./results otherwise)")
     p.add_argument("--method", choices=METHODS, default="algebraic",
-                   help="triangulation: confidence-weighted DLT (algebraic, default), GeoMed/WSS (robust), "
-                   "ransac, or plain DLT")
+                   help="triangulation: learned (trained per-view confidences), confidence-weighted DLT "
+                   "(algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
+    p.add_argument("--weights", type=Path, metavar="PATH",
+                   help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
+                   "instead of the shipped weights")
     p.add_argument("--people", choices=("1", "all"), default="1",
                    help="1: the main performer (default); all: everyone seen by two or more cameras")
     p.add_argument("--person", type=int, metavar="ID", help="with --people 1: reconstruct this person ID "
@@ -99,8 +102,13 @@ def build_config(args: argparse.Namespace):
         butterworth=ButterworthConfig(cutoff_hz=args.cutoff) if args.filter == "butterworth" else None,
         one_euro=OneEuroConfig() if args.filter == "one-euro" else None,
     )
+    weights = str(args.weights) if args.weights else None
+    if args.method == "learned":
+        from engines.heads.algebraic import load_head
+
+        load_head(weights)  # a missing or bad checkpoint fails before minutes of 2D
     return ProcessConfig(
-        pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method)),
+        pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method, weights=weights)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
         backend=args.backend, threads=args.threads or None,
     )

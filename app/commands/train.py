@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         config.steps = args.steps
     if args.batch:
         config.batch = args.batch
-    started = time.time()
+    started, commit = time.time(), git_commit()  # the code as the run starts
     mocap = args.mocap or MOCAP_DIR
     train_clips = load_clips(mocap, TRAIN_SUBJECTS)
     val_clips = load_clips(mocap, VAL_SUBJECTS)
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "# Learned algebraic head (engines/heads/algebraic.py): per-view confidences",
         "",
         f"- Command: `triangulum train confidence {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}`".rstrip(),
-        f"- Commit: {git_commit()}",
+        f"- Commit: {commit}",
         f"- Finished: {datetime.now(timezone.utc).isoformat(timespec='seconds')} "
         f"({(time.time() - started) / 60:.1f} min on this machine, {torch.get_num_threads()} threads)",
         f"- Motion capture: CMU subjects {', '.join(TRAIN_SUBJECTS)} (training), {', '.join(VAL_SUBJECTS)} "

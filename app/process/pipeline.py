@@ -219,16 +219,22 @@ LIVE_FINISHED_TRACKS = 256
 POSE_DECODES = ("full", "reduced")
 
 
-def online_config(method: str = "algebraic", smoothing: str = "none", pose_decode: str = "full") -> PipelineConfig:
+def online_config(method: str = "algebraic", smoothing: str = "none", pose_decode: str = "full",
+                  weights: str | None = None) -> PipelineConfig:
     """The per-frame configuration of a live run: triangulation `method` (one of
     app.process.reconstruct.METHODS), `smoothing` (one of ONLINE_FILTERS; live poses can
     only be filtered causally, so One Euro is the one filter offered) and `pose_decode`
-    ("full", or "reduced": compressed frames decoded at 1/2 to 1/8 size for pose)."""
+    ("full", or "reduced": compressed frames decoded at 1/2 to 1/8 size for pose); weights:
+    the learned head's checkpoint (None: the shipped one)."""
     if smoothing not in ONLINE_FILTERS:
         raise TriangulumError(f"unknown filter '{smoothing}'; choose one of {', '.join(ONLINE_FILTERS)}.")
     if pose_decode not in POSE_DECODES:
         raise TriangulumError(f"unknown pose decode '{pose_decode}'; choose one of {', '.join(POSE_DECODES)}.")
-    return PipelineConfig(triangulation=TriangulationConfig(method=method),
+    if method == "learned":
+        from engines.heads.algebraic import load_head
+
+        load_head(weights)  # a missing or bad checkpoint fails here, before any camera opens
+    return PipelineConfig(triangulation=TriangulationConfig(method=method, weights=weights),
                           association=AssociationConfig(keep_finished=LIVE_FINISHED_TRACKS),
                           one_euro=OneEuroConfig() if smoothing == "one-euro" else None,
                           pose_min_side=REDUCED_MIN_SIDE if pose_decode == "reduced" else None)

@@ -1,12 +1,8 @@
-"""One person's 3D joints from their 2D in every view: the triangulation methods of `process`.
+"""One person's 3D joints from their 2D in every view, by any method of the one registry
+(`engines.heads.METHODS`: learned, algebraic, robust, ransac, dlt; described there).
 
-    algebraic  DLT with each view's row pair weighted by the joint's 2D confidence (the
-               backbone's heatmap peak for now; Learnable Triangulation's learned weights later)
-    robust     the self-supervision paper's GeoMed/WSS weights on top of the confidences
-    ransac     Learnable Triangulation's RANSAC baseline (pair hypotheses, inliers, Huber)
-    dlt        plain DLT: every view that saw the joint, equal weights (the usual baseline)
-
-The first three ignore 2D joints under `min_confidence`. Every method reports which views each
+All but "dlt" ignore 2D joints under `min_confidence`; "learned" runs the trained head
+(`engines.heads.algebraic`, the shipped weights or `weights`) on the undistorted 2D. Every method reports which views each
 joint used and the reprojection error of the result in every view that saw the joint.
 """
 
@@ -20,21 +16,22 @@ import torch
 from calibration import triangulation as tri
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
-
-METHODS = ("algebraic", "robust", "ransac", "dlt")
+from engines.heads import METHODS
 
 
 @dataclass(frozen=True)
 class TriangulationConfig:
     """method: one of METHODS; min_confidence: 2D joints under it are not used (except by
     "dlt"); ransac_threshold_px: RANSAC inlier threshold; robust_sigma_m, robust_wss_m: the
-    robust method's kernel width and rejection threshold in metres."""
+    robust method's kernel width and rejection threshold in metres; weights: the learned
+    head's checkpoint (None: the shipped one)."""
 
     method: str = "algebraic"
     min_confidence: float = 0.3
     ransac_threshold_px: float = 15.0
     robust_sigma_m: float = 0.01
     robust_wss_m: float = 0.02
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -80,17 +77,36 @@ def triangulate_joints(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray,
         X = rig.triangulate(pts, w, method="ransac", threshold=config.ransac_threshold_px)
         err = rig.reprojection_error(X, pts)
         return X, (w > 0) & (err < config.ransac_threshold_px)
-    C = len(rig)
-    batch = pts.shape[1:-1]
-    und = torch.as_tensor(rig.undistort(pts).reshape(C, -1, 2)).transpose(0, 1)
-    wt = torch.as_tensor(w.reshape(C, -1)).transpose(0, 1)
-    res = tri.triangulate_robust(rig.stacked()["P"], und, wt, sigma=config.robust_sigma_m,
-                                 wss_threshold=config.robust_wss_m)
-    X = res.points.numpy().reshape(*batch, 3)
+    if config.method == "learned":
+        return triangulate_learned(rig, pts, w, config.weights)
+    X, geo = rig.triangulate(pts, w, method="robust", return_weights=True, sigma=config.robust_sigma_m,
+                             wss_threshold=config.robust_wss_m)
     # GeoMed weights are relative: a view counts as used when it carries a real share.
-    share = res.weights / res.weights.sum(-1, keepdim=True).clamp_min(1e-30)
-    used = (share.transpose(0, 1).numpy().reshape(C, *batch) > 0.05) & (w > 0)
-    return X, used
+    share = geo / np.maximum(geo.sum(0, keepdims=True), 1e-30)
+    return X, (share > 0.05) & (w > 0)
+
+
+def triangulate_learned(rig: Rig, points: np.ndarray, confidence: np.ndarray, weights: str | None = None,
+                        chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The learned head on distorted points (C, ..., J, 2) NaN missing, confidence (C, ..., J)
+    (0 where unused) -> (..., J, 3) metres, views used (C, ..., J): a view counts as used
+    when it carries more than 5 % of the joint's weight."""
+    from engines.heads.algebraic import load_head
+
+    head = load_head(weights)
+    C, J = len(rig), points.shape[-2]
+    batch = points.shape[1:-2]
+    und = rig.undistort(points).reshape(C, -1, J, 2).transpose(1, 0, 2, 3)  # (N, C, J, 2)
+    conf = confidence.reshape(C, -1, J).transpose(1, 0, 2)
+    P = rig.stacked()["P"]
+    X, share = np.full((len(und), J, 3), np.nan), np.zeros((len(und), C, J))
+    with torch.no_grad():
+        for s in range(0, len(und), chunk):  # bounded memory on long takes
+            n = len(und[s:s + chunk])
+            Xc, wc = head(P.expand(n, C, 3, 4), torch.as_tensor(und[s:s + chunk]), torch.as_tensor(conf[s:s + chunk]))
+            X[s:s + n], share[s:s + n] = Xc.numpy(), wc.double().numpy()
+    used = (share.transpose(1, 0, 2).reshape(C, *batch, J) > 0.05) & (confidence > 0)
+    return X.reshape(*batch, J, 3), used
 
 
 def reconstruct(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray,

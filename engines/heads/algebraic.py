@@ -40,6 +40,7 @@ from engines.skeleton import BLAZEPOSE33, flip_permutation
 
 WEIGHTS = Path(__file__).with_name("weights") / "confidence.safetensors"
 DESCRIPTORS = 8
+FLOOR = 0.005  # the least weight share of a valid view (ConfidenceHead.forward)
 RESIDUAL_SCALE = 0.02  # residuals in person sizes, log1p(r / this): 2 % of the body is "small"
 
 
@@ -79,17 +80,40 @@ def leave_one_out(P: Tensor, x: Tensor, w: Tensor) -> Tensor:
     return triangulate_dlt(Pl, xl, wl)
 
 
+def finite(t: Tensor) -> Tensor:
+    """isfinite as Sub + Equal: TensorRT's ONNX parser has no IsInf."""
+    return (t - t) == 0
+
+
+def condition(P: Tensor, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixels centred per view and scaled per sample, P changed to match: P (B, C, 3, 4),
+    x (B, C, J, 2), valid (B, C, J) -> P', x'. Every DLT row x P3 - P1 becomes
+    (x P3 - P1) / s, so the weighted solution is unchanged (the same s for all views of a
+    sample keeps their relative weights) while float32 normal equations lose ~6 digits less."""
+    m = valid[..., None].to(x.dtype)
+    n = m.sum(2).clamp_min(1.0)  # (B, C, 1)
+    c = (x * m).sum(2) / n  # (B, C, 2)
+    d = ((x - c[:, :, None]).abs() * m).sum((1, 2, 3)) / (2 * n.sum((1, 2))).clamp_min(1.0)  # (B,)
+    s = d.clamp_min(1.0)[:, None, None]
+    x2 = (x - c[:, :, None]) / s[..., None]
+    k = (1 / s[..., 0]).expand_as(c[..., 0])  # (B, C)
+    o, i = torch.zeros_like(k), torch.ones_like(k)
+    T = torch.stack([torch.stack([k, o, -c[..., 0] * k], -1), torch.stack([o, k, -c[..., 1] * k], -1),
+                     torch.stack([o, o, i], -1)], -2)  # (B, C, 3, 3)
+    return T @ P, x2
+
+
 def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tuple[Tensor, Tensor]:
     """What the network reads (module docstring): P (B, C, 3, 4), x (B, C, J, 2) undistorted
     px (NaN where missing), conf (B, C, J), mirror (J,) left/right permutation
     -> descriptors (B, C, J, DESCRIPTORS) float32, valid (B, C, J) bool."""
-    valid = torch.isfinite(x).all(-1) & torch.isfinite(conf) & (conf > 0)
+    valid = finite(x).all(-1) & finite(conf) & (conf > 0)
     x0 = torch.where(valid[..., None], x, torch.zeros_like(x))
     c0 = torch.where(valid, conf, torch.zeros_like(conf))
     scale = _box_scale(x0, valid)  # (B, C)
     X = leave_one_out(P, x0, c0)
-    has = torch.isfinite(X).all(-1) & valid
-    uv = _project(P, torch.where(torch.isfinite(X), X, torch.zeros_like(X)))
+    has = finite(X).all(-1) & valid
+    uv = _project(P, torch.where(finite(X), X, torch.zeros_like(X)))
     r = (x0 - uv).norm(dim=-1) / scale[..., None]
     rm = (x0[:, :, mirror] - uv).norm(dim=-1) / scale[..., None]
     rm = torch.where(valid[:, :, mirror], rm, r)
@@ -123,8 +147,13 @@ class ConfidenceHead(nn.Module):
         m = valid[..., None].to(h.dtype)
         ctx = (h * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
         logit = self.decide(torch.cat([h, ctx.expand_as(h)], -1))[..., 0]
-        w = nn.functional.softplus(logit) * valid.to(logit.dtype) + 1e-6 * valid.to(logit.dtype)
-        return w / w.sum(1, keepdim=True).clamp_min(1e-12)
+        m = valid.to(logit.dtype)
+        w = nn.functional.softplus(logit) * m + 1e-6 * m
+        w = w / w.sum(1, keepdim=True).clamp_min(1e-12)
+        # A floor of FLOOR per valid view (renormalised): with near one-hot weights the DLT
+        # is a single ray, whose depth float32 (ONNX, TensorRT) cannot solve.
+        w = (w + FLOOR * m) / (1 + FLOOR * m.sum(1, keepdim=True))
+        return w
 
 
 class LearnedTriangulation(nn.Module):
@@ -134,19 +163,25 @@ class LearnedTriangulation(nn.Module):
     def __init__(self, config: HeadConfig | None = None):
         super().__init__()
         self.head = ConfidenceHead(config)
+        # float64 geometry in PyTorch; the ONNX/TensorRT graph is float32 (export.py), where
+        # the DLT's trace conditioning keeps it within a fraction of a millimetre.
+        self.geometry = torch.float64
 
     def forward(self, P: Tensor, x: Tensor, conf: Tensor) -> tuple[Tensor, Tensor]:
-        P = P.double()
-        x = x.double()
+        P = P.to(self.geometry)
+        x = x.to(self.geometry)
+        present = finite(x).all(-1)
+        P, x = condition(P, torch.where(present[..., None], x, torch.zeros_like(x)), present)
+        x = torch.where(present[..., None], x, torch.full_like(x, float("nan")))
         with torch.no_grad():
-            f, valid = view_descriptors(P, x, conf.double(), self.head.mirror)
+            f, valid = view_descriptors(P, x, conf.to(self.geometry), self.head.mirror)
         w = self.head(f, valid)
         x0 = torch.where(valid[..., None], x, torch.zeros_like(x))
         # A joint seen by fewer than two views gets a stand-in system (every view, equal
         # weights) so that the solve stays finite and no NaN reaches the gradients; its
         # result is NaN, as the DLT's.
         enough = valid.sum(1, keepdim=True) >= 2
-        wd = torch.where(enough, w.double(), torch.full_like(w, 1.0 / w.shape[1]).double())
+        wd = torch.where(enough, w, torch.full_like(w, 1.0 / w.shape[1])).to(self.geometry)
         Pj = P[:, None].expand(-1, x.shape[2], -1, -1, -1)  # (B, J, C, 3, 4)
         X = triangulate_dlt(Pj, x0.transpose(1, 2), wd.transpose(1, 2))
         return torch.where(enough[:, 0, :, None], X, torch.full_like(X, float("nan"))), w
