@@ -158,8 +158,9 @@ def evaluate(net: LearnedTriangulation, val: list[Batch], takes: list[RealTake])
 
 def train(config: TrainConfig, train_clips: dict[str, np.ndarray], val_clips: dict[str, np.ndarray],
           model: ErrorModel, takes: list[RealTake], run: Path, rigs=None, resume: bool = True,
-          progress: bool = True) -> dict:
-    """Train (module docstring) into `run`; returns the best validation metrics."""
+          progress: bool = True, until: int | None = None) -> dict:
+    """Train (module docstring) into `run`; returns the best validation metrics. `until`:
+    stop after that step as an interruption would (the next call resumes)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -185,7 +186,7 @@ def train(config: TrainConfig, train_clips: dict[str, np.ndarray], val_clips: di
     bar = tqdm(total=config.steps, initial=step, desc="train confidence", disable=not progress, unit="step")
     t0 = time.perf_counter()
     running = []
-    while step < config.steps:
+    while step < min(config.steps, until or config.steps):
         net.train()
         P, x, conf, truth = _tensors(gen.sample(config.batch))
         X, _ = net(P, x, conf)

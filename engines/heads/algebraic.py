@@ -11,7 +11,10 @@ What the network reads, per view v and joint j (`view_descriptors`):
     from v's mirror joint (a left/right swap puts the mirror joint there), in units of the
     person's size in v (the diagonal of their 2D box), and the view's mean disagreement over
     all joints (a view on the wrong person disagrees everywhere);
-  - how many views saw the joint.
+  - how many views saw the joint;
+  - against every pair of the other views (`pair_residuals`): the least residual (some pair
+    of good views confirms a good view even when a third view is wrong, which spoils the
+    leave-one-out point) and the share of pairs that agree with it within AGREE.
 A per-(view, joint) MLP with a learned joint embedding, a mean over views for context
 (the views are a set: no view order is learned), and a second MLP give one positive weight
 per view and joint; the weights are normalised over views per joint (as the reference
@@ -39,7 +42,8 @@ from calibration.triangulation import triangulate_dlt
 from engines.skeleton import BLAZEPOSE33, flip_permutation
 
 WEIGHTS = Path(__file__).with_name("weights") / "confidence.safetensors"
-DESCRIPTORS = 8
+DESCRIPTORS = 10
+AGREE = 0.05  # a view agrees with a pair of other views within 5 % of the person's size
 FLOOR = 0.005  # the least weight share of a valid view (ConfidenceHead.forward)
 RESIDUAL_SCALE = 0.02  # residuals in person sizes, log1p(r / this): 2 % of the body is "small"
 
@@ -96,11 +100,35 @@ def condition(P: Tensor, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     d = ((x - c[:, :, None]).abs() * m).sum((1, 2, 3)) / (2 * n.sum((1, 2))).clamp_min(1.0)  # (B,)
     s = d.clamp_min(1.0)[:, None, None]
     x2 = (x - c[:, :, None]) / s[..., None]
-    k = (1 / s[..., 0]).expand_as(c[..., 0])  # (B, C)
+    k = (torch.ones_like(s[..., 0]) / s[..., 0]).expand_as(c[..., 0])  # (B, C); Div, not Reciprocal (TensorRT)
     o, i = torch.zeros_like(k), torch.ones_like(k)
     T = torch.stack([torch.stack([k, o, -c[..., 0] * k], -1), torch.stack([o, k, -c[..., 1] * k], -1),
                      torch.stack([o, o, i], -1)], -2)  # (B, C, 3, 3)
     return T @ P, x2
+
+
+def pair_residuals(P: Tensor, x: Tensor, valid: Tensor) -> Tensor:
+    """Each view against every pair of the other views: the joint triangulated from views
+    (u, w) and reprojected into v, distance from v's point. P (B, C, 3, 4), x (B, C, J, 2)
+    zeros where missing, valid (B, C, J) -> (B, H, C, J) px, H = C (C - 1) / 2 pairs, NaN
+    where the pair lacks the joint or contains v. Unlike the leave-one-out point, a pair of
+    good views is untouched by a third, wrong one."""
+    from calibration.triangulation import view_pairs
+
+    B, C, J, _ = x.shape
+    pairs = view_pairs(C).to(x.device)  # (H, 2)
+    xp = x[:, pairs].permute(0, 1, 3, 2, 4)  # (B, H, J, 2, 2)
+    Pp = P[:, pairs][:, :, None].expand(B, len(pairs), J, 2, 3, 4)
+    wp = valid[:, pairs].permute(0, 1, 3, 2).to(x.dtype)  # (B, H, J, 2)
+    X = triangulate_dlt(Pp, xp, wp)  # (B, H, J, 3)
+    ok = finite(X).all(-1)
+    Xh = torch.cat([torch.where(ok[..., None], X, torch.zeros_like(X)), torch.ones_like(X[..., :1])], -1)
+    uvw = torch.einsum("bcik,bhjk->bhcji", P, Xh)
+    uv = uvw[..., :2] / uvw[..., 2:3].clamp_min(1e-9)
+    r = (uv - x[:, None]).norm(dim=-1)  # (B, H, C, J)
+    inside = (pairs[:, :, None] == torch.arange(C, device=x.device)).any(1)  # (H, C)
+    use = ok[:, :, None] & ~inside[None, :, :, None] & valid[:, None]
+    return torch.where(use, r, torch.full_like(r, float("nan")))
 
 
 def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tuple[Tensor, Tensor]:
@@ -123,7 +151,12 @@ def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tupl
     n_has = has.sum(-1, keepdim=True).clamp_min(1)
     view_mean = (lr.sum(-1, keepdim=True) / n_has).expand_as(lr)
     n_views = valid.sum(1, keepdim=True).to(r.dtype).expand_as(r) / 8.0
-    f = torch.stack([c0, valid.to(r.dtype), has.to(r.dtype), lr, lrm, lr - lrm, view_mean, n_views], -1)
+    rp = pair_residuals(P, x0, valid) / scale[:, None, :, None]  # (B, H, C, J)
+    known = finite(rp)
+    rp0 = torch.where(known, rp, torch.full_like(rp, 10.0)).clamp(max=10.0)
+    best = torch.where(known.any(1), torch.log1p(rp0.amin(1) / RESIDUAL_SCALE), zero)
+    agree = ((rp0 < AGREE) & known).sum(1).to(r.dtype) / known.sum(1).clamp_min(1).to(r.dtype)
+    f = torch.stack([c0, valid.to(r.dtype), has.to(r.dtype), lr, lrm, lr - lrm, view_mean, n_views, best, agree], -1)
     return f.float(), valid
 
 
@@ -181,7 +214,8 @@ class LearnedTriangulation(nn.Module):
         # weights) so that the solve stays finite and no NaN reaches the gradients; its
         # result is NaN, as the DLT's.
         enough = valid.sum(1, keepdim=True) >= 2
-        wd = torch.where(enough, w, torch.full_like(w, 1.0 / w.shape[1])).to(self.geometry)
+        ones = torch.ones_like(w)
+        wd = torch.where(enough, w, ones / ones.sum(1, keepdim=True)).to(self.geometry)
         Pj = P[:, None].expand(-1, x.shape[2], -1, -1, -1)  # (B, J, C, 3, 4)
         X = triangulate_dlt(Pj, x0.transpose(1, 2), wd.transpose(1, 2))
         return torch.where(enough[:, 0, :, None], X, torch.full_like(X, float("nan"))), w
