@@ -243,7 +243,8 @@ def test_capture_command_names_sources_missing_from_the_calibration(capsys):
 @pytest.mark.slow
 def test_capture_with_calibration_streams_the_offline_pipeline_poses(capsys):
     """`triangulum capture --calib` in lock-step streams, frame for frame, the poses that the
-    same FramePipeline gives when offline processing's reader feeds it the take."""
+    same FramePipeline gives when offline processing's reader feeds it the take; with the
+    learned head (the shipped weights), so `capture --method learned` runs live."""
     from app.process.inputs import open_take
     from app.process.pipeline import build_frame_pipeline, online_config
     from app.process.reader import frame_sets
@@ -253,7 +254,7 @@ def test_capture_with_calibration_streams_the_offline_pipeline_poses(capsys):
     receiver.settimeout(0.5)
     port = receiver.getsockname()[1]
     sources = [a for i in range(1, 5) for a in ("--source", f"video:{VIDEOS / f'cam0{i}.mp4'}")]
-    argv = ["capture", *sources, "--calib", str(QCA), "--lockstep", "--duration", "4", "--method", "robust",
+    argv = ["capture", *sources, "--calib", str(QCA), "--lockstep", "--duration", "4", "--method", "learned",
             "--filter", "one-euro", "--stream", f"127.0.0.1:{port}"]
     assert main(argv) == 0
     assert "done:" in capsys.readouterr().out
@@ -268,7 +269,7 @@ def test_capture_with_calibration_streams_the_offline_pipeline_poses(capsys):
     frames = sorted(live)
     assert len(frames) >= 5 and frames == list(range(len(frames))), "lock-step streams every set in order"
     take = open_take([VIDEOS], QCA)
-    offline = build_frame_pipeline(take.rig, online_config("robust", "one-euro"))
+    offline = build_frame_pipeline(take.rig, online_config("learned", "one-euro"))
     for fs in frame_sets(take, 0, len(frames)):
         pose = offline.process(fs)
         message = live[fs.index]

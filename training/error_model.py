@@ -115,7 +115,10 @@ def fit_error_model(keypoints: np.ndarray, confidence: np.ndarray, targets: np.n
         p_swap.append(float(swap[..., j].sum() / n))
         p_miss.append(float((seen[..., j] & ~found[..., j]).sum() / max(int(seen[..., j].sum()), 1)))
     ci, co = confidence[inlier], confidence[outlier | swap]
-    stats = (lambda a: (float(a.mean()), float(a.std())) if a.size else (0.8, 0.1))
+
+    def stats(a: np.ndarray) -> tuple[float, float]:
+        return (float(a.mean()), float(a.std())) if a.size else (0.8, 0.1)
+
     return ErrorModel(sigma, p_out, p_swap, p_miss, stats(ci), stats(co), int(use.sum()), source)
 
 

@@ -21,7 +21,7 @@ import argparse
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"- Command: `triangulum train confidence {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}`".rstrip(),
         f"- Commit: {commit}",
-        f"- Finished: {datetime.now(timezone.utc).isoformat(timespec='seconds')} "
+        f"- Finished: {datetime.now(UTC).isoformat(timespec='seconds')} "
         f"({(time.time() - started) / 60:.1f} min on this machine, {torch.get_num_threads()} threads)",
         f"- Motion capture: CMU subjects {', '.join(TRAIN_SUBJECTS)} (training), {', '.join(VAL_SUBJECTS)} "
         f"(validation); subject {', '.join(TEST_SUBJECTS)} is never used here (test set of benchmarks/heads.py). "

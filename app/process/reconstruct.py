@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from calibration import triangulation as tri
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
 from engines.heads import METHODS

@@ -66,7 +66,7 @@ def _box_scale(x: Tensor, valid: Tensor) -> Tensor:
     return torch.where(valid.sum(-1) >= 2, d, torch.ones_like(d)).clamp_min(1.0)
 
 
-def _project(P: Tensor, X: Tensor) -> Tensor:
+def project_views(P: Tensor, X: Tensor) -> Tensor:
     """P (B, C, 3, 4), X (B, C, J, 3) -> (B, C, J, 2)."""
     Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     uvw = torch.einsum("bcik,bcjk->bcji", P, Xh)
@@ -141,7 +141,7 @@ def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tupl
     scale = _box_scale(x0, valid)  # (B, C)
     X = leave_one_out(P, x0, c0)
     has = finite(X).all(-1) & valid
-    uv = _project(P, torch.where(finite(X), X, torch.zeros_like(X)))
+    uv = project_views(P, torch.where(finite(X), X, torch.zeros_like(X)))
     r = (x0 - uv).norm(dim=-1) / scale[..., None]
     rm = (x0[:, :, mirror] - uv).norm(dim=-1) / scale[..., None]
     rm = torch.where(valid[:, :, mirror], rm, r)
