@@ -110,23 +110,28 @@ class Rig:
                 raise TriangulumError(f"weights have shape {weights.shape}; expected {(C, *batch)} to match the points.")
             w = torch.as_tensor(weights.reshape(C, -1)).transpose(0, 1)
         P = self.stacked()["P"]
-        used = torch.isfinite(x).all(-1) & (w > 0 if w is not None else True)
-        used_w = torch.where(used, w if w is not None else torch.ones_like(x[..., 0]), torch.zeros_like(x[..., 0]))
+        geo = None
         if method == "dlt":
             X = tri.triangulate_dlt(P, x, w)
         elif method == "svd":
             X = tri.triangulate_dlt_svd(P, x, w)
         elif method == "robust":
             res = tri.triangulate_robust(P, x, w, **options)
-            X, used_w = res.points, torch.where(used, res.weights, torch.zeros_like(res.weights))
+            X, geo = res.points, res.weights
         else:
             X = tri.triangulate_ransac(P, x, w, **options)
+        if not return_weights:
+            return X.numpy().reshape(*batch, 3)
+        # Only when asked: the RANSAC inlier test is a second projection of every point.
+        used = torch.isfinite(x).all(-1) & (w > 0 if w is not None else True)
+        if geo is not None:
+            used_w = torch.where(used, geo, torch.zeros_like(geo))
+        elif method == "ransac":
             err = tri.reprojection_error(P.expand(len(x), *P.shape), X, x)
             used_w = (used & (err < options.get("threshold", 15.0))).to(x.dtype)
-        X = X.numpy().reshape(*batch, 3)
-        if not return_weights:
-            return X
-        return X, used_w.transpose(0, 1).numpy().reshape(C, *batch)
+        else:
+            used_w = torch.where(used, w if w is not None else torch.ones_like(x[..., 0]), torch.zeros_like(x[..., 0]))
+        return X.numpy().reshape(*batch, 3), used_w.transpose(0, 1).numpy().reshape(C, *batch)
 
     def reprojection_error(self, X: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Pixel distance between projected X and observed points.

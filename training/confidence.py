@@ -32,8 +32,14 @@ import tomli_w
 import torch
 from tqdm import tqdm
 
-from engines.heads.algebraic import HeadConfig, LearnedTriangulation, project_views, save_head
-from training.error_model import ErrorModel, person_size
+from engines.heads.algebraic import (
+    HeadConfig,
+    LearnedTriangulation,
+    box_scale,
+    project_views,
+    save_head,
+)
+from training.error_model import ErrorModel
 from training.synthetic import MAX_VIEWS, Batch, SyntheticViews
 
 
@@ -114,7 +120,7 @@ def reprojection_loss(P: torch.Tensor, X: torch.Tensor, targets: torch.Tensor) -
     """Distance of X reprojected into each view from the view's targets, in person sizes,
     pseudo-Huber with a 1 % knee, capped at 0.3: P (B, V, 3, 4), X (B, J, 3), targets (B, V, J, 2)."""
     uv = project_views(P, X[:, None].expand(-1, P.shape[1], -1, -1))
-    size = torch.as_tensor(np.nan_to_num(person_size(targets.numpy()), nan=1.0)).clamp_min(1.0)
+    size = box_scale(torch.nan_to_num(targets), torch.isfinite(targets).all(-1))
     ok = torch.isfinite(targets).all(-1) & torch.isfinite(uv).all(-1)
     # Masked entries are replaced before the norm: a NaN there would turn its zero gradient NaN.
     d = torch.where(ok[..., None], uv - torch.nan_to_num(targets), torch.ones_like(uv))

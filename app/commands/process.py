@@ -103,10 +103,6 @@ def build_config(args: argparse.Namespace):
         one_euro=OneEuroConfig() if args.filter == "one-euro" else None,
     )
     weights = str(args.weights) if args.weights else None
-    if args.method == "learned":
-        from engines.heads.algebraic import load_head
-
-        load_head(weights)  # a missing or bad checkpoint fails before minutes of 2D
     return ProcessConfig(
         pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method, weights=weights)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,

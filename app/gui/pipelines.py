@@ -18,13 +18,12 @@ import torch
 from app.capture.frames import FrameSet, PoseFrame
 from app.capture.worker import PosePipeline, PreviewPipeline
 from app.process.pipeline import FramePipeline, build_frame_pipeline, online_config
-from app.process.reconstruct import METHODS
-from engines.heads import METHODS as HEAD_METHODS
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
+from engines.heads import METHODS
 
 FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}  # labels of app.process.pipeline.ONLINE_FILTERS
-METHOD_LABELS = HEAD_METHODS  # the one registry's labels, in its order
+METHOD_LABELS = METHODS  # the one registry's labels, in its order
 
 
 @dataclass

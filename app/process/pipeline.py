@@ -230,10 +230,6 @@ def online_config(method: str = "algebraic", smoothing: str = "none", pose_decod
         raise TriangulumError(f"unknown filter '{smoothing}'; choose one of {', '.join(ONLINE_FILTERS)}.")
     if pose_decode not in POSE_DECODES:
         raise TriangulumError(f"unknown pose decode '{pose_decode}'; choose one of {', '.join(POSE_DECODES)}.")
-    if method == "learned":
-        from engines.heads.algebraic import load_head
-
-        load_head(weights)  # a missing or bad checkpoint fails here, before any camera opens
     return PipelineConfig(triangulation=TriangulationConfig(method=method, weights=weights),
                           association=AssociationConfig(keep_finished=LIVE_FINISHED_TRACKS),
                           one_euro=OneEuroConfig() if smoothing == "one-euro" else None,

@@ -35,6 +35,12 @@ class TriangulationConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise TriangulumError(f"unknown triangulation method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        if self.method == "learned":
+            from engines.heads.algebraic import load_head
+
+            # A missing or bad checkpoint fails when the run is configured, before any
+            # camera opens or any 2D is computed (loaded once per process: load_head caches).
+            load_head(self.weights)
 
 
 @dataclass

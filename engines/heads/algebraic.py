@@ -57,8 +57,9 @@ class HeadConfig:
     embedding: int = 8
 
 
-def _box_scale(x: Tensor, valid: Tensor) -> Tensor:
-    """Diagonal of each view's 2D box over its valid joints: x (B, C, J, 2) -> (B, C)."""
+def box_scale(x: Tensor, valid: Tensor) -> Tensor:
+    """Diagonal of each view's 2D box over its valid joints, at least 1 (1 with fewer than two
+    joints): x (B, C, J, 2), valid (B, C, J) -> (B, C)."""
     big = torch.full_like(x, 1e9)
     lo = torch.where(valid[..., None], x, big).amin(-2)
     hi = torch.where(valid[..., None], x, -big).amax(-2)
@@ -138,7 +139,7 @@ def view_descriptors(P: Tensor, x: Tensor, conf: Tensor, mirror: Tensor) -> tupl
     valid = finite(x).all(-1) & finite(conf) & (conf > 0)
     x0 = torch.where(valid[..., None], x, torch.zeros_like(x))
     c0 = torch.where(valid, conf, torch.zeros_like(conf))
-    scale = _box_scale(x0, valid)  # (B, C)
+    scale = box_scale(x0, valid)  # (B, C)
     X = leave_one_out(P, x0, c0)
     has = finite(X).all(-1) & valid
     uv = project_views(P, torch.where(finite(X), X, torch.zeros_like(X)))
