@@ -5,7 +5,8 @@ The copy holds what the tests read, with the same layout and each folder's LICEN
 pose2sim-demo-single (the Qualisys calibration, the checkerboard photos re-saved as JPEG
 quality 75, Pose2Sim's reference TRC; the videos are the built-in sample's, linked) and
 caliscope-charuco-4cam (the board, caliscope's calibration, the timestamps, and the four
-videos re-encoded with H.264 CRF 26). tests/test_shared_data.py checks that it matches the
+videos re-encoded with H.264 CRF 26) and mocap-cmu (two clips, 002_03 and 003_01, with
+CMU's terms). tests/test_shared_data.py checks that it matches the
 shared originals where both are present. TRIANGULUM_TEST_DATA=repo makes the tests use the
 copy even where ../shared is present.
 """
