@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from app.capture.frames import clock
 from app.capture.live import CaptureConfig, CaptureStats, LiveCapture
 from app.capture.recorder import CODECS, RecorderConfig
+from app.commands import add_method_arguments
 from calibration.errors import TriangulumError
 from calibration.units import CHOICES as UNIT_CHOICES
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from app.process.reconstruct import METHODS
 
     p = subparsers.add_parser(
         "capture",
@@ -60,12 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
     p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
     p.add_argument("--tolerance", type=float, metavar="MS", help="sync tolerance in ms (default: half the slowest frame period)")
-    p.add_argument("--method", choices=METHODS, default="algebraic",
-                   help="triangulation: learned (trained per-view confidences), confidence-weighted DLT "
-                   "(algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
-    p.add_argument("--weights", type=Path, metavar="PATH",
-                   help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
-                   "instead of the shipped weights")
+    add_method_arguments(p)
     # No `choices`: the list is app.process.pipeline.ONLINE_FILTERS, whose import (the whole
     # pipeline) would slow every command's start by a second; online_config checks the name.
     p.add_argument("--filter", default="none", metavar="none|one-euro",

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands import add_method_arguments
 from calibration.errors import TriangulumError
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from app.export import FORMATS
-    from app.process.reconstruct import METHODS
     from calibration.units import CHOICES as UNIT_CHOICES
 
     p = subparsers.add_parser(
@@ -40,12 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "FreeMoCap and Anipose write millimetres)")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: SESSION/results, "
                    "./sample-results for the sample, ./results otherwise)")
-    p.add_argument("--method", choices=METHODS, default="algebraic",
-                   help="triangulation: learned (trained per-view confidences), confidence-weighted DLT "
-                   "(algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
-    p.add_argument("--weights", type=Path, metavar="PATH",
-                   help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
-                   "instead of the shipped weights")
+    add_method_arguments(p)
     p.add_argument("--people", choices=("1", "all"), default="1",
                    help="1: the main performer (default); all: everyone seen by two or more cameras")
     p.add_argument("--person", type=int, metavar="ID", help="with --people 1: reconstruct this person ID "

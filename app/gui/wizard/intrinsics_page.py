@@ -158,12 +158,7 @@ class IntrinsicsPage(WizardPage):
 
         right = QtWidgets.QVBoxLayout()
         right.addWidget(self.counts)
-        right.addWidget(self.progress)
-        right.addWidget(options)
-        buttons = QtWidgets.QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        right.addLayout(buttons)
+        self.add_job_controls(right, options)
         right.addWidget(self.rms)
         right.addWidget(self.params, 1)
         right.addWidget(self.warnings)

@@ -37,6 +37,15 @@ class WizardPage(QtWidgets.QWizardPage):
         layout.addWidget(self.message)
         layout.addLayout(body, 1)
 
+    def add_job_controls(self, side: QtWidgets.QVBoxLayout, options: QtWidgets.QWidget) -> None:
+        """A job page's progress bar, its options and the Run / Stop row, in that order."""
+        side.addWidget(self.progress)
+        side.addWidget(options)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        side.addLayout(buttons)
+
     def show_error(self, text: str) -> None:
         self.last_error = text
         self.message.show_error(text)
