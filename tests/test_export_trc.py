@@ -6,7 +6,7 @@ import pytest
 import torch
 from shared_data import TEST_DATA
 
-from app.export.trc import read_trc, write_trc
+from app.export.trc import marker_names, read_trc, write_trc
 from calibration.errors import TriangulumError
 from calibration.geometry import project, rodrigues_to_matrix
 from engines.skeleton import BLAZEPOSE33, COCO17
@@ -75,7 +75,7 @@ def test_rewriting_reference_reproduces_its_numbers(tmp_path, reference):
         joints[:, BLAZEPOSE33.index[dst]] = reference.world[:, reference.names.index(src)]
     path = write_trc(tmp_path / "out.trc", joints, BLAZEPOSE33, 60.0)
     again = read_trc(path)
-    assert again.names == BLAZEPOSE33.joints
+    assert again.names == marker_names(BLAZEPOSE33)
     for src, dst in pairs.items():
         # the file's own (Y-up) numbers match the reference's, to the 6 written decimals
         ours = again.points[:, BLAZEPOSE33.index[dst]]
@@ -92,11 +92,11 @@ def test_write_layout_and_missing_fields(tmp_path):
     assert lines[0] == "PathFileType\t4\t(X/Y/Z)\tt.trc"
     assert lines[1].split("\t")[:5] == ["DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units"]
     assert lines[2].split("\t") == ["30", "30", "7", "17", "m", "30", "1", "7"]
-    assert lines[3].split("\t")[:6] == ["Frame#", "Time", "nose", "", "", "left_eye"]
+    assert lines[3].split("\t")[:6] == ["Frame#", "Time", "Nose", "", "", "LEye"]
     assert lines[4].split("\t")[2:5] == ["X1", "Y1", "Z1"]
     row = lines[5 + 3].split("\t")
     assert row[0] == "4" and row[1] == "2.100000"
-    assert row[2 + 15 : 2 + 18] == ["", "", ""]  # marker 6 missing
+    assert row[2 + 15 : 2 + 18] == ["NaN", "NaN", "NaN"]  # marker 6 missing
     first = lines[5].split("\t")
     # TRC (X, Y, Z) = world (Y, Z, X)
     assert [float(v) for v in first[2:5]] == pytest.approx(joints[0, 0, [1, 2, 0]], abs=5e-7)
@@ -114,3 +114,50 @@ def test_read_errors(tmp_path):
         read_trc(tmp_path / "missing.trc")
     with pytest.raises(TriangulumError, match="needs"):
         write_trc(tmp_path / "x.trc", np.zeros((3, 5, 3)), COCO17, 30.0)
+
+
+def test_gaps_in_the_first_a_middle_and_the_last_marker_read_as_missing_by_opensim(tmp_path):
+    opensim = pytest.importorskip("opensim", reason="OpenSim not installed (pip install 'triangulum[opensim]')")
+    take = np.random.default_rng(1).normal(0, 0.3, (6, 33, 3))
+    gaps = [(1, 0), (2, 16), (3, 32), (4, 32), (4, 0)]  # (frame, marker): first, middle, last
+    for f, m in gaps:
+        take[f, m] = np.nan
+    path = write_trc(tmp_path / "gaps.trc", take, BLAZEPOSE33, 50.0)
+    table = opensim.TimeSeriesTableVec3(str(path))  # OpenSim 4.6's own TRC reader
+    assert (table.getNumRows(), table.getNumColumns()) == (6, 33)
+    assert table.getTableMetaDataAsString("DataRate") == "50"
+    assert table.getTableMetaDataAsString("Units") == "m"
+    assert list(table.getColumnLabels())[:2] == ["Nose", "LEyeInner"]
+    read = np.array([[list(table.getRowAtIndex(f)[m].to_numpy()) for m in range(33)] for f in range(6)])
+    missing = np.isnan(read).all(-1)
+    assert sorted(zip(*np.nonzero(missing), strict=True)) == sorted(gaps)
+    assert not np.isnan(read[~missing]).any()
+    # the values are the take's in OpenSim's Y-up axes
+    np.testing.assert_allclose(read[0, 5], take[0, 5][[1, 2, 0]], atol=1e-6)
+    np.testing.assert_allclose(np.array(table.getIndependentColumn()), np.arange(6) / 50.0, atol=1e-9)
+
+
+def test_marker_names_are_pose2sims_and_ours_are_one_option_away(tmp_path):
+    names = marker_names(BLAZEPOSE33)
+    assert len(set(names)) == 33
+    assert names[BLAZEPOSE33.index["left_hip"]] == "LHip"
+    assert names[BLAZEPOSE33.index["right_foot_index"]] == "RBigToe"
+    assert marker_names(BLAZEPOSE33, "triangulum") == BLAZEPOSE33.joints
+    assert marker_names(COCO17)[COCO17.index["left_ankle"]] == "LAnkle"
+    take = np.zeros((2, 33, 3))
+    assert read_trc(write_trc(tmp_path / "a.trc", take, BLAZEPOSE33, 30.0, names="triangulum")).names == BLAZEPOSE33.joints
+    with pytest.raises(TriangulumError, match="opensim or triangulum"):
+        marker_names(BLAZEPOSE33, "vicon")
+
+
+def test_every_marker_of_pose2sims_blazepose_marker_set_is_in_our_trc():
+    import importlib.util
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("Pose2Sim")
+    if spec is None:
+        pytest.skip("Pose2Sim not installed (pip install 'triangulum[opensim]')")
+    markers = Path(next(iter(spec.submodule_search_locations))) / "OpenSim_Setup" / "Markers_BlazePose.xml"
+    theirs = {m.get("name") for m in ET.parse(markers).getroot().iter("Marker")}
+    assert len(theirs) == 25 and theirs <= set(marker_names(BLAZEPOSE33))

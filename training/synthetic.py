@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibration.camera import Camera
 from calibration.rig import Rig
 from calibration.units import axes_meeting_point
 from training.error_model import ErrorModel, corrupt
@@ -54,12 +55,13 @@ def look_at(centre: np.ndarray, target: np.ndarray, roll: float) -> tuple[np.nda
     return R, -R @ centre
 
 
-def random_rig(rng: np.random.Generator, views: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """P (views, 3, 4), sizes (views, 2) of a random studio around `target` (3,)."""
+def random_studio(rng: np.random.Generator, views: int, target: np.ndarray) -> Rig:
+    """A random studio of `views` pinhole cameras around `target` (3,): 2.5-6 m away, 0.6-2.6 m
+    high, over a quarter to a full circle, 45-80 degree fields of view, common frame sizes."""
     spread = rng.uniform(np.pi / 2, 2 * np.pi)
     angles = rng.uniform(0, spread, views) + rng.uniform(0, 2 * np.pi)
-    P, sizes = [], []
-    for a in angles:
+    cameras = []
+    for i, a in enumerate(angles):
         r = rng.uniform(2.5, 6.0)
         centre = target + np.array([r * np.cos(a), r * np.sin(a), 0.0])
         centre[2] = rng.uniform(0.6, 2.6)
@@ -67,9 +69,34 @@ def random_rig(rng: np.random.Generator, views: int, target: np.ndarray) -> tupl
         w, h = SIZES[rng.integers(len(SIZES))]
         f = 0.5 * w / np.tan(0.5 * np.radians(rng.uniform(45, 80)))
         K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
-        P.append(K @ np.hstack([R, t[:, None]]))
-        sizes.append((w, h))
-    return np.stack(P), np.array(sizes, float)
+        cameras.append(Camera(f"cam{i + 1:02d}", (w, h), K, R=R, t=t))
+    return Rig(cameras)
+
+
+def random_rig(rng: np.random.Generator, views: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P (views, 3, 4), sizes (views, 2) of `random_studio(rng, views, target)`."""
+    rig = random_studio(rng, views, target)
+    P = np.stack([c.K @ np.hstack([c.R, c.t[:, None]]) for c in rig.cameras])
+    return P, np.array([c.size for c in rig.cameras], float)
+
+
+def synthetic_take(rng: np.random.Generator, model: ErrorModel, clip: np.ndarray, rig: Rig,
+                   other: np.ndarray | None = None, view_failure: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """BlazePose-like 2D of a whole clip filmed by `rig`: clip (F, 33, 3) metres in the rig's
+    world; other (F, 33, 3): a second person whose 2D a failed view may follow (default the
+    clip 2 m away); view_failure: per view and frame (default the model's). -> keypoints (C, F, 33, 2) distorted px, NaN missing or outside the frame;
+    confidence (C, F, 33). Errors are drawn independently per frame (real errors are
+    correlated in time, so filters help less on real takes than here)."""
+    other = clip + np.array([2.0, 0.0, 0.0]) if other is None else other
+    clean = np.moveaxis(rig.project(clip), 0, 1)  # (F, C, J, 2)
+    far = np.moveaxis(rig.project(other), 0, 1)
+    x, conf, _ = corrupt(rng, model, clean, far, view_failure)
+    depth = np.stack([(clip @ c.R.T + c.t)[..., 2] for c in rig.cameras], 1)  # (F, C, J)
+    sizes = np.array([c.size for c in rig.cameras], float)[None, :, None]
+    inside = ((x >= 0) & (x < sizes)).all(-1) & (depth > 0.1)
+    x = np.where(inside[..., None], x, np.nan)
+    conf = np.where(inside, conf, 0.0)
+    return np.moveaxis(x, 1, 0), np.moveaxis(conf, 1, 0)
 
 
 def rig_arrays(rig: Rig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

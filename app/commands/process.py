@@ -54,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", metavar="START:STOP", help="process only these frame sets, e.g. 0:50")
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
                    help=f"export formats, comma separated (default {','.join(FORMATS)})")
+    p.add_argument("--trc-names", choices=("opensim", "triangulum"), default="opensim",
+                   help="TRC marker names: opensim (default; Pose2Sim's marker set: LHip, LBigToe...) or "
+                   "triangulum (left_hip, left_foot_index...)")
+    p.add_argument("--kinematics", action="store_true",
+                   help="scale an OpenSim model to each person and run inverse kinematics: writes "
+                   "kinematics/<person>.osim, joint angles (.mot), marker errors and a joint-angle plot "
+                   "(needs OpenSim and Pose2Sim's model files: pip install 'triangulum[opensim]' && pip install --no-deps pose2sim)")
+    p.add_argument("--height", type=float, metavar="M", help="with --kinematics: the participant's height in m "
+                   "(default: measured from the markers)")
+    p.add_argument("--mass", type=float, default=70.0, metavar="KG",
+                   help="with --kinematics: the participant's mass in kg (default 70)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
     p.add_argument("--overlay-scale", type=float, default=0.5, help="overlay video size relative to the input")
     p.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime", help="2D pose runtime")
@@ -137,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
     from app.progress import stage_bar
 
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    if args.kinematics:
+        from app.kinematics import check_available
+
+        check_available()  # before the 2D, not after it
+    elif args.height is not None:
+        raise TriangulumError("--height is for --kinematics; add --kinematics or leave it out.")
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise TriangulumError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}.")
@@ -153,15 +170,24 @@ def run(args: argparse.Namespace) -> int:
         result = process_take(take, config, progress=update)
     files = [write_npz(result, outdir / NPZ)]
     t_export = time.perf_counter()
-    for paths in write_exports(result, outdir, formats).values():
+    exports = write_exports(result, outdir, formats, trc_names=args.trc_names)
+    for paths in exports.values():
         files += list(paths.values())
     result.timings["export"] = time.perf_counter() - t_export
+    kinematics = None
+    if args.kinematics:
+        from app.kinematics import KinematicsConfig, run_people
+
+        t_ik = time.perf_counter()
+        kinematics = run_people(result, outdir / "kinematics", KinematicsConfig(height=args.height, mass=args.mass))
+        files += [f for k in kinematics.values() for f in k.files]
+        result.timings["kinematics"] = time.perf_counter() - t_ik
     if not args.no_overlays:
         t_overlay = time.perf_counter()
         with stage_bar("overlays", len(result.frames)) as update:
             files += write_overlays(result, outdir, args.overlay_scale, progress=update)
         result.timings["overlays"] = time.perf_counter() - t_overlay
-    report, pngs = write_report(result, outdir)
+    report, pngs = write_report(result, outdir, kinematics=kinematics)
     files += [report, *pngs]
     import json
 

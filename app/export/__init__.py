@@ -16,14 +16,14 @@ from app.export.bvh import BvhConfig, write_bvh
 from app.export.c3d_io import write_c3d
 from app.export.conventions import check_take
 from app.export.csv_io import write_csv
-from app.export.trc import write_trc
+from app.export.trc import marker_names, write_trc
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
 FORMATS = ("trc", "bvh", "c3d", "csv")
 
 _CONVENTIONS = {
-    "trc": "Y up: (X, Y, Z) = world (Y, Z, X); metres; missing = empty fields",
+    "trc": "Y up: (X, Y, Z) = world (Y, Z, X); metres; missing = NaN",
     "bvh": "Y up: (X, Y, Z) = world (Y, Z, X); T-pose rest with median bone lengths",
     "c3d": "world axes (Z up); millimetres; missing = residual -1",
     "csv": "world axes (Z up); metres; missing = empty fields; frame 0-based, time = frame / fps",
@@ -39,6 +39,7 @@ def export_all(
     stem: str = "take",
     metadata: dict | None = None,
     bvh: BvhConfig | None = None,
+    trc_names: str = "opensim",
 ) -> dict[str, Path]:
     """Write `stem`.<format> for each format and `stem`.json; returns {format: path}.
 
@@ -57,7 +58,7 @@ def export_all(
     for fmt in formats:
         target = outdir / f"{stem}.{fmt}"
         if fmt == "trc":
-            paths[fmt] = write_trc(target, joints, skeleton, fps)
+            paths[fmt] = write_trc(target, joints, skeleton, fps, names=trc_names)
         elif fmt == "bvh":
             paths[fmt] = write_bvh(target, joints, skeleton, fps, bvh)
         elif fmt == "c3d":
@@ -71,6 +72,7 @@ def export_all(
         "frames": len(joints),
         "world": "calibration world frame, Z up, metres",
         "files": {fmt: {"path": p.name, "convention": _CONVENTIONS[fmt]} for fmt, p in paths.items()},
+        "trc_markers": list(marker_names(skeleton, trc_names)) if "trc" in paths else None,
         "bvh": {"units": bvh.units, "rotation_order": bvh.rotation_order} if "bvh" in paths else None,
         "metadata": metadata or {},
     }

@@ -42,8 +42,8 @@ def check_take(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray
     return joints
 
 
-def text_rows(values: np.ndarray, sep: str) -> list[str]:
-    """Rows of a (F, N) array as text, 6 decimals, NaN as an empty field."""
+def text_rows(values: np.ndarray, sep: str, missing: str = "") -> list[str]:
+    """Rows of a (F, N) array as text, 6 decimals, NaN written as `missing` (default empty)."""
     template = sep.join(["%.6f"] * values.shape[1])
     # "%.6f" renders NaN as "nan", and no number contains those letters
-    return [(template % tuple(row)).replace("nan", "") for row in values]
+    return [(template % tuple(row)).replace("nan", missing) for row in values]

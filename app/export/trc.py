@@ -7,9 +7,18 @@ Layout (tab separated), as OpenSim and Pose2Sim write it::
     <values>
     Frame#  Time  <marker 1>  ''  ''  <marker 2> ...
     ''      ''    X1 Y1 Z1 X2 Y2 Z2 ...
-    <one row per frame; a missing marker is three empty fields>
+    <one row per frame; a missing marker is NaN NaN NaN>
 
 Coordinates are Y up (OpenSim's convention): TRC (X, Y, Z) = world (Y, Z, X); metres.
+
+Missing values are written ``NaN``, not as empty fields: OpenSim 4.6's TRC reader drops the
+empty fields at the end of a line and then rejects the row ("Unexpected number of columns"),
+so a take whose last marker is ever missing would be unreadable; ``NaN`` is read as missing by
+OpenSim, Pose2Sim (pandas) and our reader alike.
+
+Marker names: by default the names OpenSim setups expect (for BlazePose, Pose2Sim's
+``Markers_BlazePose.xml``: ``LHip``, ``LBigToe``...), so Pose2Sim and OpenSim's tools read the
+file as it is; ``names="triangulum"`` writes our joint names (``left_hip``...).
 """
 
 from __future__ import annotations
@@ -29,16 +38,46 @@ _HEADER_KEYS = (
 )
 
 
+MARKER_NAMES = ("opensim", "triangulum")
+
+# Pose2Sim's marker-set names (its OpenSim_Setup/Markers_*.xml); joints of ours that its
+# marker set lacks get a name in the same style. Skeletons not listed keep our names.
+_OPENSIM_NAMES: dict[str, dict[str, str]] = {
+    "blazepose33": {
+        "nose": "Nose", "left_eye_inner": "LEyeInner", "left_eye": "LEye",
+        "left_eye_outer": "LEyeOuter", "right_eye_inner": "REyeInner", "right_eye": "REye",
+        "right_eye_outer": "REyeOuter", "left_ear": "LEar", "right_ear": "REar",
+        "mouth_left": "LMouth", "mouth_right": "RMouth",
+        "left_foot_index": "LBigToe", "right_foot_index": "RBigToe",
+    },
+    "coco17": {"nose": "Nose", "left_eye": "LEye", "right_eye": "REye", "left_ear": "LEar", "right_ear": "REar"},
+}
+_LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "thumb", "pinky", "index")
+
+
+def marker_names(skeleton: Skeleton, names: str = "opensim") -> tuple[str, ...]:
+    """The TRC marker name of each of the skeleton's J joints, in joint order."""
+    if names not in MARKER_NAMES:
+        raise TriangulumError(f"Unknown TRC marker names {names!r}; choose {' or '.join(MARKER_NAMES)}.")
+    table = _OPENSIM_NAMES.get(skeleton.name)
+    if names == "triangulum" or table is None:
+        return skeleton.joints
+    limbs = {f"{s}_{limb}": f"{s[0].upper()}{limb.capitalize()}" for s in ("left", "right") for limb in _LIMBS}
+    return tuple(table.get(j, limbs.get(j, j)) for j in skeleton.joints)
+
+
 def write_trc(
     path: str | Path,
     joints: np.ndarray,
     skeleton: Skeleton,
     fps: float,
     start_time: float = 0.0,
+    names: str = "opensim",
 ) -> Path:
     """Write a take (F, J, 3) world metres as a TRC file; frame i is Frame# i+1 at
-    start_time + i / fps seconds. Returns the path."""
+    start_time + i / fps seconds; `names`: one of MARKER_NAMES. Returns the path."""
     joints = check_take(joints, skeleton, fps)
+    labels = marker_names(skeleton, names)
     path = Path(path)
     frames, markers = joints.shape[:2]
     rate = f"{fps:g}"
@@ -46,10 +85,10 @@ def write_trc(
         f"PathFileType\t4\t(X/Y/Z)\t{path.name}",
         "\t".join(_HEADER_KEYS),
         "\t".join([rate, rate, str(frames), str(markers), "m", rate, "1", str(frames)]),
-        "\t".join(["Frame#", "Time"] + [f"{n}\t\t" for n in skeleton.joints]).rstrip("\t") + "\t\t",
+        "\t".join(["Frame#", "Time"] + [f"{n}\t\t" for n in labels]).rstrip("\t") + "\t\t",
         "\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, markers + 1)),
     ]
-    rows = text_rows(world_to_yup(joints).reshape(frames, -1), "\t")
+    rows = text_rows(world_to_yup(joints).reshape(frames, -1), "\t", missing="NaN")
     for i, row in enumerate(rows):
         lines.append(f"{i + 1}\t{start_time + i / fps:.6f}\t{row}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -112,11 +112,13 @@ def write_npz(result: TakeResult, path: Path) -> Path:
     return path
 
 
-def write_exports(result: TakeResult, outdir: Path, formats: tuple[str, ...] = FORMATS) -> dict[int, dict[str, Path]]:
+def write_exports(result: TakeResult, outdir: Path, formats: tuple[str, ...] = FORMATS,
+                  trc_names: str = "opensim") -> dict[int, dict[str, Path]]:
     """person<ID>.<format> for every reconstructed person -> {ID: {format: path}}."""
     meta = metadata(result)
     out = {}
     for p in result.people:
         out[p.person_id] = export_all(outdir, p.final.joints, result.skeleton, result.take.fps, formats,
-                                      stem=f"person{p.person_id}", metadata={**meta, "person": p.person_id})
+                                      stem=f"person{p.person_id}", metadata={**meta, "person": p.person_id},
+                                      trc_names=trc_names)
     return out

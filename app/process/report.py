@@ -206,13 +206,17 @@ def write_plots(result: TakeResult, outdir: Path) -> list[Path]:
     return paths
 
 
-def write_report(result: TakeResult, outdir: Path) -> tuple[Path, list[Path]]:
-    """report.json and the PNG charts -> (json path, png paths)."""
+def write_report(result: TakeResult, outdir: Path, kinematics: dict | None = None) -> tuple[Path, list[Path]]:
+    """report.json and the PNG charts -> (json path, png paths). kinematics: person ID ->
+    app.kinematics.KinematicsResult, reported (and its joint-angle plot listed) when given."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         pngs = write_plots(result, outdir)
     data = quality(result)
     data["plots"] = [p.name for p in pngs]
+    if kinematics:
+        data["kinematics"] = {str(pid): k.summary() for pid, k in kinematics.items()}
+        data["plots"] += [str(k.plot.relative_to(outdir)) for k in kinematics.values()]
     path = outdir / "report.json"
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path, pngs
