@@ -56,49 +56,6 @@ LIMB_BONES: dict[str, tuple[str, str]] = {
     "right_shank": ("right_knee", "right_ankle"),
 }
 
-# Unit-less direction of each joint's bone from its tree parent in a T-pose: Y up, the person
-# faces +Z, so their left is +X. Used as the BVH rest pose; only the directions matter.
-TPOSE_DIRECTIONS: dict[str, tuple[float, float, float]] = {
-    "left_hip": (1.0, 0.0, 0.0),
-    "right_hip": (-1.0, 0.0, 0.0),
-    "left_knee": (0.0, -1.0, 0.0),
-    "right_knee": (0.0, -1.0, 0.0),
-    "left_ankle": (0.0, -1.0, 0.0),
-    "right_ankle": (0.0, -1.0, 0.0),
-    "left_heel": (0.0, -1.0, -0.6),
-    "right_heel": (0.0, -1.0, -0.6),
-    "left_foot_index": (0.0, -0.5, 1.0),
-    "right_foot_index": (0.0, -0.5, 1.0),
-    "spine": (0.0, 1.0, 0.0),
-    "thorax": (0.0, 1.0, 0.0),
-    "left_shoulder": (1.0, 0.0, 0.0),
-    "right_shoulder": (-1.0, 0.0, 0.0),
-    "left_elbow": (1.0, 0.0, 0.0),
-    "right_elbow": (-1.0, 0.0, 0.0),
-    "left_wrist": (1.0, 0.0, 0.0),
-    "right_wrist": (-1.0, 0.0, 0.0),
-    "left_pinky": (1.0, 0.0, -0.3),
-    "right_pinky": (-1.0, 0.0, -0.3),
-    "left_index": (1.0, 0.0, 0.3),
-    "right_index": (-1.0, 0.0, 0.3),
-    "left_thumb": (0.6, 0.0, 0.8),
-    "right_thumb": (-0.6, 0.0, 0.8),
-    "nose": (0.0, 1.0, 0.4),
-    "neck_nose": (0.0, 1.0, 0.4),
-    "head_top": (0.0, 1.0, -0.3),
-    "left_eye_inner": (0.2, 0.5, -0.2),
-    "left_eye": (0.4, 0.5, -0.2),
-    "left_eye_outer": (0.6, 0.5, -0.2),
-    "right_eye_inner": (-0.2, 0.5, -0.2),
-    "right_eye": (-0.4, 0.5, -0.2),
-    "right_eye_outer": (-0.6, 0.5, -0.2),
-    "left_ear": (1.0, 0.2, -1.0),
-    "right_ear": (-1.0, 0.2, -1.0),
-    "mouth_left": (0.4, -0.5, -0.2),
-    "mouth_right": (-0.4, -0.5, -0.2),
-}
-
-
 @dataclass(frozen=True)
 class Skeleton:
     """A named joint set.
@@ -423,12 +380,3 @@ def limb_bone_indices(skeleton: Skeleton) -> dict[str, tuple[int, int]]:
     return {
         bone: (skeleton.index[a], skeleton.index[b]) for bone, (a, b) in LIMB_BONES.items()
     }
-
-
-def tpose_direction(name: str) -> np.ndarray:
-    """(3,) unit direction of the bone ending at joint `name` in the T-pose (Y up, facing +Z)."""
-    try:
-        d = np.asarray(TPOSE_DIRECTIONS[name], dtype=np.float64)
-    except KeyError:
-        raise TriangulumError(f"No T-pose direction is defined for joint {name!r}.") from None
-    return d / np.linalg.norm(d)

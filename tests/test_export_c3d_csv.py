@@ -83,7 +83,7 @@ def test_csv_read_rejects_other_files(tmp_path):
 
 def test_export_all_writes_every_format_and_sidecar(tmp_path):
     joints = _take(BLAZEPOSE33, frames=30)
-    joints[:, :11] = np.nan  # no face: BVH leaves those joints out
+    joints[:, :11] = np.nan  # no face: the rig's head follows the trunk
     filt = describe(ButterworthConfig(cutoff_hz=6.0, order=4))
     paths = export_all(tmp_path / "out", joints, BLAZEPOSE33, 30.0, metadata={"filters": [filt]})
     assert set(paths) == set(FORMATS) | {"json"}
@@ -93,7 +93,7 @@ def test_export_all_writes_every_format_and_sidecar(tmp_path):
     assert meta["files"]["c3d"]["path"] == "take.c3d"
     assert np.allclose(read_trc(paths["trc"]).world, joints, atol=5e-7, equal_nan=True)
     assert np.allclose(read_csv(paths["csv"])[2], joints, atol=5e-7, equal_nan=True)
-    assert "ROOT pelvis" in paths["bvh"].read_text()
+    assert "ROOT Hips" in paths["bvh"].read_text() and "JOINT Head" in paths["bvh"].read_text()
     only = export_all(tmp_path / "two", joints, BLAZEPOSE33, 30.0, formats=["csv"], stem="x")
     assert sorted(p.name for p in only.values()) == ["x.csv", "x.json"]
 

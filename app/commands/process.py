@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fill gaps up to this many frames by interpolation (0: none; default 10)")
     p.add_argument("--frames", metavar="START:STOP", help="process only these frame sets, e.g. 0:50")
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
-                   help=f"export formats, comma separated (default {','.join(FORMATS)})")
+                   help=f"export formats, comma separated (default {','.join(FORMATS)}; also blend: a Blender "
+                   "scene written by Blender, needs its bpy module)")
     p.add_argument("--trc-names", choices=("opensim", "triangulum"), default="opensim",
                    help="TRC marker names: opensim (default; Pose2Sim's marker set: LHip, LBigToe...) or "
                    "triangulum (left_hip, left_foot_index...)")
@@ -139,7 +140,7 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.export import FORMATS
+    from app.export import check_formats
     from app.process.inputs import open_take
     from app.process.outputs import NPZ, write_exports, write_npz
     from app.process.overlay import write_overlays
@@ -154,9 +155,7 @@ def run(args: argparse.Namespace) -> int:
         check_available()  # before the 2D, not after it
     elif args.height is not None:
         raise TriangulumError("--height is for --kinematics; add --kinematics or leave it out.")
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise TriangulumError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}.")
+    check_formats(formats)
     if not 0 < args.overlay_scale <= 2:
         raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
     config = build_config(args)

@@ -1,4 +1,5 @@
-"""Exporters for a captured take: TRC (OpenSim), BVH (Blender), C3D, CSV.
+"""Exporters for a captured take: TRC (OpenSim), BVH (Blender), C3D, CSV, and .blend (written by
+real Blender where its `bpy` module is installed).
 
 Every writer takes joints ``(F, J, 3)`` in metres in the calibration's Z-up world frame with
 NaN for missing joints, the skeleton and the frame rate. ``export_all`` writes several formats
@@ -20,14 +21,32 @@ from app.export.trc import marker_names, write_trc
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
-FORMATS = ("trc", "bvh", "c3d", "csv")
+FORMATS = ("trc", "bvh", "c3d", "csv")  # the default set
+OPTIONAL_FORMATS = ("blend",)  # on request: needs bpy
 
 _CONVENTIONS = {
     "trc": "Y up: (X, Y, Z) = world (Y, Z, X); metres; missing = NaN",
-    "bvh": "Y up: (X, Y, Z) = world (Y, Z, X); T-pose rest with median bone lengths",
+    "bvh": "Y up: (X, Y, Z) = world (Y, Z, X); metres; humanoid rig (Mixamo names), symmetric median bone "
+           "lengths, T-pose rest on the floor, root position channels absolute, feet on the floor",
+    "blend": "Blender scene in the calibration's world frame (Z up, metres): the BVH rig and action, scene "
+             "fps and frame range, the calibrated cameras",
     "c3d": "world axes (Z up); millimetres; missing = residual -1",
     "csv": "world axes (Z up); metres; missing = empty fields; frame 0-based, time = frame / fps",
 }
+
+
+def check_formats(formats: tuple[str, ...] | list[str]) -> None:
+    """Our error for an unknown format, or .blend without Blender's module (before any work)."""
+    unknown = [f for f in formats if f not in FORMATS + OPTIONAL_FORMATS]
+    if unknown:
+        raise TriangulumError(
+            f"Unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS + OPTIONAL_FORMATS)}."
+        )
+    if "blend" in formats:
+        from app.export.blend import INSTALL, available
+
+        if not available():
+            raise TriangulumError(f"The blend format needs Blender's Python module: {INSTALL}.")
 
 
 def export_all(
@@ -40,16 +59,13 @@ def export_all(
     metadata: dict | None = None,
     bvh: BvhConfig | None = None,
     trc_names: str = "opensim",
+    rig=None,
 ) -> dict[str, Path]:
     """Write `stem`.<format> for each format and `stem`.json; returns {format: path}.
 
     joints: (F, J, 3) world metres; metadata: JSON-serialisable extras stored in the sidecar.
     """
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise TriangulumError(
-            f"Unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}."
-        )
+    check_formats(formats)
     joints = check_take(joints, skeleton, fps)
     bvh = bvh or BvhConfig()
     outdir = Path(outdir)
@@ -61,6 +77,10 @@ def export_all(
             paths[fmt] = write_trc(target, joints, skeleton, fps, names=trc_names)
         elif fmt == "bvh":
             paths[fmt] = write_bvh(target, joints, skeleton, fps, bvh)
+        elif fmt == "blend":
+            from app.export.blend import write_blend
+
+            paths[fmt] = write_blend(target, joints, skeleton, fps, rig=rig, bvh=bvh)
         elif fmt == "c3d":
             paths[fmt] = write_c3d(target, joints, skeleton, fps)
         else:

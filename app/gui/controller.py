@@ -290,7 +290,8 @@ class CaptureController(QtCore.QObject):
         take = self.take.copy()  # the UI thread keeps adding poses to self.take meanwhile
         meta = {"calibration": str(self.rig_path) if self.rig_path else None, "sources": list(self.sources),
                 "method": self.choice.method, "live_smoothing": self.choice.smoothing}
-        return self._submit(lambda: export_take(take, request, meta), self.exported.emit)
+        rig = self.rig
+        return self._submit(lambda: export_take(take, request, meta, rig), self.exported.emit)
 
     # --- polling (UI thread, never blocks) ---------------------------------------------
     def poll(self) -> tuple[dict[str, tuple[Frame, float]], PoseFrame | None]:

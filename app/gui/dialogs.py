@@ -6,8 +6,12 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtWidgets
 
-from app.export import FORMATS
+from app.export import FORMATS, OPTIONAL_FORMATS
+from app.export.blend import INSTALL as BLEND_INSTALL
+from app.export.blend import available as blend_available
 from app.gui.take import ExportRequest
+from app.kinematics import check_available as check_kinematics
+from calibration.errors import TriangulumError
 from engines.temporal import ButterworthConfig, GapFillConfig
 
 RESOLUTIONS = ("camera default", "640x480", "1280x720", "1920x1080", "3840x2160")
@@ -75,11 +79,21 @@ class ExportDialog(QtWidgets.QDialog):
         self.stem = QtWidgets.QLineEdit(stem)
         form.addRow("File name", self.stem)
         formats = QtWidgets.QHBoxLayout()
-        self.formats = {f: QtWidgets.QCheckBox(f.upper()) for f in FORMATS}
-        for box in self.formats.values():
-            box.setChecked(True)
+        self.formats = {f: QtWidgets.QCheckBox(f.upper()) for f in FORMATS + OPTIONAL_FORMATS}
+        for f, box in self.formats.items():
+            box.setChecked(f in FORMATS)
             formats.addWidget(box)
+        if not blend_available():
+            self.formats["blend"].setEnabled(False)
+            self.formats["blend"].setToolTip(f"Needs Blender's Python module: {BLEND_INSTALL}")
         form.addRow("Formats", formats)
+        self.kinematics = QtWidgets.QCheckBox("Joint angles (OpenSim scaling + inverse kinematics)")
+        try:
+            check_kinematics()
+        except TriangulumError as exc:
+            self.kinematics.setEnabled(False)
+            self.kinematics.setToolTip(str(exc))
+        form.addRow("", self.kinematics)
         self.fill = QtWidgets.QCheckBox("Fill gaps up to 10 frames")
         self.fill.setChecked(True)
         form.addRow("", self.fill)
@@ -111,6 +125,7 @@ class ExportDialog(QtWidgets.QDialog):
             formats=tuple(f for f, box in self.formats.items() if box.isChecked()),
             fill_gaps=GapFillConfig() if self.fill.isChecked() else None,
             butterworth=ButterworthConfig(cutoff_hz=self.cutoff.value()) if self.smooth.isChecked() else None,
+            kinematics=self.kinematics.isChecked(),
         )
 
 

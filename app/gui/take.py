@@ -83,18 +83,22 @@ class Take:
 
 @dataclass
 class ExportRequest:
-    """folder and stem of the files; formats among app.export.FORMATS; fill_gaps and
-    butterworth: offline clean-up before writing (None: none)."""
+    """folder and stem of the files; formats among app.export.FORMATS (and OPTIONAL_FORMATS);
+    fill_gaps and butterworth: offline clean-up before writing (None: none); kinematics:
+    also scale an OpenSim model and write joint angles (app.kinematics) into kinematics/."""
 
     folder: Path
     stem: str = "take"
     formats: tuple[str, ...] = FORMATS
     fill_gaps: GapFillConfig | None = field(default_factory=GapFillConfig)
     butterworth: ButterworthConfig | None = None
+    kinematics: bool = False
 
 
-def export_take(take: Take, request: ExportRequest, metadata: dict | None = None) -> dict[str, Path]:
-    """Write the take in the requested formats plus a JSON sidecar; returns {format: path}."""
+def export_take(take: Take, request: ExportRequest, metadata: dict | None = None, rig=None) -> dict[str, Path]:
+    """Write the take in the requested formats plus a JSON sidecar (and, if asked, OpenSim joint
+    angles: key "kinematics", the .mot); rig: the calibration, for the .blend's cameras.
+    Returns {format: path}."""
     skeleton = skeleton_for(take.joint_names)
     if skeleton is None:
         raise TriangulumError(f"the poses use joints {take.joint_names[:3]}... that no export skeleton knows.")
@@ -110,4 +114,13 @@ def export_take(take: Take, request: ExportRequest, metadata: dict | None = None
     if request.butterworth is not None:
         steps["butterworth"] = describe(request.butterworth)
     info = {"source": "triangulum gui", "frames_with_pose": len(take), "filters": steps, **(metadata or {})}
-    return export_all(request.folder, joints, skeleton, fps, tuple(request.formats), request.stem, info)
+    paths = export_all(request.folder, joints, skeleton, fps, tuple(request.formats), request.stem, info, rig=rig)
+    if request.kinematics:
+        from app.export.trc import write_trc
+        from app.kinematics import inverse_kinematics, marker_set
+
+        folder = request.folder / "kinematics"
+        folder.mkdir(parents=True, exist_ok=True)
+        trc = write_trc(folder / f"{request.stem}.trc", joints, skeleton, fps)
+        paths["kinematics"] = inverse_kinematics(trc, marker_set(skeleton), folder).motion
+    return paths

@@ -120,5 +120,5 @@ def write_exports(result: TakeResult, outdir: Path, formats: tuple[str, ...] = F
     for p in result.people:
         out[p.person_id] = export_all(outdir, p.final.joints, result.skeleton, result.take.fps, formats,
                                       stem=f"person{p.person_id}", metadata={**meta, "person": p.person_id},
-                                      trc_names=trc_names)
+                                      trc_names=trc_names, rig=result.take.rig)
     return out
