@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,19 +262,15 @@ def _opensim_log(path: Path):
     instead of the console, where they would bury our summary."""
     import opensim
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(path, "ab") as sink:
-        os.dup2(sink.fileno(), 1)
+    from app.progress import console_to
+
+    with console_to(str(path)):
         opensim.Logger.setLevelString("Info")
         opensim.Logger.removeFileSink()
         opensim.Logger.addFileSink(str(path))
         try:
             yield
         finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
             opensim.Logger.removeFileSink()
 
 

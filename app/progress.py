@@ -52,3 +52,23 @@ def stage_bar(desc: str, total: int, unit: str = "frame") -> Iterator[Callable[[
     """A bar for one stage -> update(done, total) to call as the work goes."""
     with tqdm(total=max(total, 0), desc=desc, unit=unit, leave=False, mininterval=0.5) as bar:
         yield lambda done, _total=0: bar.update(max(done - bar.n, 0))
+
+
+@contextmanager
+def console_to(path: str) -> Iterator[None]:
+    """Send what compiled libraries print (C++ std::cout / stdout, file descriptor 1) to `path`
+    (a log file, or os.devnull) while the block runs: OpenSim and Blender print their own
+    chatter that would bury our summary."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)

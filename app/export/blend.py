@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from app.export.bvh import BvhConfig, write_bvh
+from app.progress import console_to
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
 from engines.skeleton import Skeleton
@@ -74,11 +76,12 @@ def write_blend(
     """Write a .blend of the take (F, J, 3) world metres. Returns the path."""
     if not available():
         raise TriangulumError(f"Writing .blend files needs Blender's Python module: {INSTALL}.")
-    with contextlib.redirect_stderr(io.StringIO()):  # bpy's NumPy 1.x build warns under NumPy 2
+    # bpy's NumPy 1.x build warns under NumPy 2, and Blender reports its missing audio device
+    with contextlib.redirect_stderr(io.StringIO()), console_to(os.devnull):
         import bpy
 
     path = Path(path).resolve()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, console_to(os.devnull):
         bvh_path = write_bvh(Path(tmp) / f"{path.stem}.bvh", joints, skeleton, fps, bvh or BvhConfig())
         bpy.ops.wm.read_factory_settings(use_empty=True)
         scene = bpy.context.scene
@@ -108,5 +111,6 @@ def write_blend(
                     empty.location = tuple(float(v) for v in p)
                     empty.keyframe_insert("location", frame=f + 1)
     scene["triangulum_fps"] = float(fps)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=True)
+    with console_to(os.devnull):
+        bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=True)
     return path

@@ -1,0 +1,78 @@
+"""How close the BVH/.blend character rig's joints come to the triangulated ones, per joint,
+with the feet put on the floor (default) and without; and how near the floor the feet are in
+their contact frames. On the built-in sample (processed here) or a poses3d.npz.
+
+    python benchmarks/character_rig.py [--poses results/poses3d.npz] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.export.bvh import solve_motion  # noqa: E402
+from app.export.conventions import world_to_yup  # noqa: E402
+from app.export.rig import FloorConfig, forward  # noqa: E402
+from engines.skeleton import BLAZEPOSE33  # noqa: E402
+
+ON = {"LeftArm": "left_shoulder", "RightArm": "right_shoulder", "LeftForeArm": "left_elbow",
+      "RightForeArm": "right_elbow", "LeftHand": "left_wrist", "RightHand": "right_wrist",
+      "LeftUpLeg": "left_hip", "RightUpLeg": "right_hip", "LeftLeg": "left_knee", "RightLeg": "right_knee",
+      "LeftFoot": "left_ankle", "RightFoot": "right_ankle"}
+
+
+def measure(joints: np.ndarray, fps: float, floor: FloorConfig | None) -> dict:
+    motion = solve_motion(joints, BLAZEPOSE33, fps, floor)
+    pos, ends = forward(motion.rig, motion.local, motion.root)
+    name = {n: i for i, n in enumerate(motion.rig.names)}
+    take = world_to_yup(joints)
+    ix = BLAZEPOSE33.index
+    rows = {r: np.linalg.norm(pos[:, name[r]] - take[:, ix[j]], axis=-1) for r, j in ON.items()}
+    for side, s in (("Left", "left"), ("Right", "right")):
+        rows[f"{side}ToeBase end"] = np.linalg.norm(ends[:, name[f"{side}ToeBase"]] - take[:, ix[f"{s}_foot_index"]], axis=-1)
+    out = {"per_joint_cm": {k: 100 * float(np.median(v)) for k, v in rows.items()},
+           "all_cm": 100 * float(np.median(np.stack(list(rows.values())))), "contact_lowest_mm": {}}
+    for side, contact in motion.contacts.items():
+        parts = [name[f"{side}Foot"], name[f"{side}ToeBase"]]
+        low = np.minimum(pos[:, parts, 1].min(1), ends[:, name[f"{side}ToeBase"], 1])
+        out["contact_lowest_mm"][side] = {"frames": int(contact.sum()), "max_abs": 1000 * float(np.abs(low[contact]).max())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--poses", type=Path, help="a poses3d.npz (default: process the built-in sample)")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        poses = a.poses
+        if poses is None:
+            subprocess.run([sys.executable, "-m", "app.cli", "process", "--no-overlays", "--formats", "csv", "-o", tmp],
+                           check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            poses = Path(tmp) / "poses3d.npz"
+        with np.load(poses) as z:
+            main_id = int(z["main_person"])
+            joints, fps = z[f"person{main_id}_joints"], float(z["fps"])
+    report = {"floor": measure(joints, fps, FloorConfig()), "no_floor": measure(joints, fps, None)}
+    print("| rig joint | feet on the floor (cm) | the take's foot heights (cm) |\n|---|---|---|")
+    for k in report["floor"]["per_joint_cm"]:
+        print(f"| {k} | {report['floor']['per_joint_cm'][k]:.1f} | {report['no_floor']['per_joint_cm'][k]:.1f} |")
+    print(f"| **median, all** | **{report['floor']['all_cm']:.1f}** | **{report['no_floor']['all_cm']:.1f}** |")
+    for side, c in report["floor"]["contact_lowest_mm"].items():
+        print(f"{side} foot: {c['frames']} contact frames, lowest point within {c['max_abs']:.1f} mm of the floor")
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
