@@ -95,3 +95,32 @@ def test_files_opensim_cannot_use_get_our_error(tmp_path):
 
 def test_height_without_kinematics_is_refused():
     assert main(["process", "--height", "1.7"]) == 2
+
+
+@pytest.mark.slow
+def test_the_guis_export_writes_joint_angles_too(tmp_path):
+    from app.capture.frames import PoseFrame
+    from app.gui.take import ExportRequest, Take, export_take
+
+    result = sample_result()
+    joints = result.person(result.main).final.joints
+    take = Take(frame_indexed=True, fps=60.0)
+    for i, pose in enumerate(joints[:60]):
+        take.add(PoseFrame(i, i / 60, (), pose, np.zeros((0, 33, 2)), np.zeros((0, 33)), np.zeros((0, 33, 2)),
+                           joint_names=BLAZEPOSE33.joints))
+    paths = export_take(take, ExportRequest(tmp_path, "take", formats=("trc",), kinematics=True))
+    t, angles = read_motion(paths["kinematics"])
+    assert len(t) == 60 and "knee_angle_r" in angles
+    assert (tmp_path / "kinematics" / "take.osim").is_file()
+
+
+@pytest.mark.slow
+def test_process_kinematics_on_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    assert main(["process", "--frames", "0:40", "--no-overlays", "--formats", "csv", "--kinematics",
+                 "--mass", "65", "-o", str(out)]) == 0
+    t, angles = read_motion(out / "kinematics" / "person0.mot")
+    assert len(t) == 40 and {"hip_flexion_l", "ankle_angle_r"} <= set(angles)
+    report = json.loads((out / "report.json").read_text())
+    assert report["kinematics"]["0"]["frames"] == 40
+    assert (out / "kinematics" / "person0_angles.png").is_file()
