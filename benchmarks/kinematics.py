@@ -36,6 +36,9 @@ from engines.skeleton import BLAZEPOSE33  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "data" / "pose2sim-demo-single" / "reference" / "pose2sim_body25b_0-100.trc"
 ANGLES = [f"{a}_{s}" for a in MAIN_ANGLES for s in ("r", "l")]
+# the joints behind the markers Pose2Sim's BlazePose IK weights 1 or more
+IK_JOINTS = [BLAZEPOSE33.index[f"{s}_{j}"] for s in ("left", "right")
+             for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "foot_index")]
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,7 +133,11 @@ def synthetic_rows(work: Path, clips: int, frames: int, methods: list[str], view
                                       marker_set(BLAZEPOSE33), work / m, KinematicsConfig())
             t = np.round(ours.times * fps).astype(int)  # IK frames (frames with too few markers are left out)
             truth_t = np.round(true.times * fps).astype(int)
-            common, ia, ib = np.intersect1d(t, truth_t, return_indices=True)
+            # judged where every marker the IK follows was triangulated: elsewhere (a foot out of
+            # view) no system has the angle, and the IK's value there says nothing
+            complete = np.nonzero(np.isfinite(joints[:, IK_JOINTS]).all(axis=(1, 2)))[0]
+            common, ia, ib = np.intersect1d(np.intersect1d(t, complete), truth_t, return_indices=True)
+            ia = np.searchsorted(t, common)
             for a in ANGLES:
                 errors[m][a].append(ours.angles[a][ia] - true.angles[a][ib])
             row["methods"][m] = {
