@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 INSTALL = "pip install 'triangulum[opensim]' && pip install --no-deps pose2sim (OpenSim, and Pose2Sim's model files)"
 # Our skeleton -> Pose2Sim's marker set: the suffix of its Markers_*, Scaling_Setup_* and
 # IK_Setup_* files (any of those suffixes can be given as `marker_set`, e.g. body25b).
-SETUPS = {"blazepose33": "blazepose", "coco17": "coco17"}
+SETUPS = {"blazepose33": "blazepose", "coco17": "coco17", "body25": "body25", "body25b": "body25b",
+          "halpe26": "halpe26"}
 MODELS = {"simple": "Model_Pose2Sim_simple.osim", "full": "Model_Pose2Sim_muscles_flex.osim"}
 # The angles a gait lab reads first; names are the model's coordinates (degrees in the .mot).
 MAIN_ANGLES = ("hip_flexion", "knee_angle", "ankle_angle")

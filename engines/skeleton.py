@@ -228,13 +228,21 @@ COCO17 = _coco()
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (BLAZEPOSE33, H36M17, COCO17)}
 
 
+def all_skeletons() -> dict[str, Skeleton]:
+    """Ours (SKELETONS) and the other detectors' (engines.detector_skeletons), by name."""
+    from engines.detector_skeletons import DETECTOR_SKELETONS
+
+    return {**SKELETONS, **DETECTOR_SKELETONS}
+
+
 def get_skeleton(name: str) -> Skeleton:
-    """The skeleton called `name` (one of SKELETONS)."""
+    """The skeleton called `name` (ours or another detector's)."""
+    known = all_skeletons()
     try:
-        return SKELETONS[name]
+        return known[name]
     except KeyError:
         raise TriangulumError(
-            f"Unknown skeleton {name!r}; use one of {', '.join(SKELETONS)}."
+            f"Unknown skeleton {name!r}; use one of {', '.join(known)}."
         ) from None
 
 

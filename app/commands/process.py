@@ -55,6 +55,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
                    help=f"export formats, comma separated (default {','.join(FORMATS)}; also blend: a Blender "
                    "scene written by Blender, needs its bpy module)")
+    p.add_argument("--keypoints", type=Path, nargs="+", metavar="PATH",
+                   help="reconstruct 2D keypoints from another detector instead of videos: one OpenPose JSON "
+                   "folder or MMPose/RTMLib file per camera (named after its camera), or our detect2d .npz; "
+                   "needs --calib and --fps")
+    p.add_argument("--keypoint-format", choices=("openpose", "mmpose", "npz"), default="openpose",
+                   help="format of --keypoints (default openpose)")
+    p.add_argument("--skeleton", metavar="NAME", help="with --keypoints: the keypoints' skeleton (body25, body25b, "
+                   "coco18, coco17, halpe26, blazepose33; default: told from the joint count, 25 = body25)")
+    p.add_argument("--fps", type=float, help="with --keypoints: the frame rate of the keypoint files")
     p.add_argument("--trc-names", choices=("opensim", "triangulum"), default="opensim",
                    help="TRC marker names: opensim (default; Pose2Sim's marker set: LHip, LBigToe...) or "
                    "triangulum (left_hip, left_foot_index...)")
@@ -160,13 +169,30 @@ def run(args: argparse.Namespace) -> int:
         raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
     config = build_config(args)
     t0 = time.perf_counter()
-    take = open_take(list(args.inputs), args.calib, args.calib_units)
+    if args.keypoints:
+        from app.process.keypoints import keypoint_take
+        from app.process.take import process_views
+
+        if args.inputs:
+            raise TriangulumError("give either videos or --keypoints, not both.")
+        if args.calib is None or args.fps is None:
+            raise TriangulumError("--keypoints needs the rig (--calib rig.toml) and the frame rate (--fps 60).")
+        take, views, skeleton = keypoint_take(list(args.keypoints), args.keypoint_format, args.calib, args.fps,
+                                              args.skeleton, args.calib_units)
+        args.no_overlays = True  # no images to draw on
+    else:
+        if args.skeleton or args.fps:
+            raise TriangulumError("--skeleton and --fps are for --keypoints (videos carry their own).")
+        take = open_take(list(args.inputs), args.calib, args.calib_units)
     config = fit_to_take(config, take)  # options that cannot work on this take fail here, before the 2D
     outdir = args.output or default_output(list(args.inputs))
     outdir.mkdir(parents=True, exist_ok=True)
     total = (config.stop or take.frames) - config.start
     with stage_bar("3D poses", total) as update:
-        result = process_take(take, config, progress=update)
+        if args.keypoints:
+            result = process_views(take, views, skeleton, config, progress=update)
+        else:
+            result = process_take(take, config, progress=update)
     files = [write_npz(result, outdir / NPZ)]
     t_export = time.perf_counter()
     exports = write_exports(result, outdir, formats, trc_names=args.trc_names)

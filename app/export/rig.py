@@ -155,7 +155,8 @@ def rig_points(joints: np.ndarray, skeleton: Skeleton) -> dict[str, np.ndarray]:
         p[f"{k}_hand_end"] = knuckles if knuckles is not None else wrist + 0.4 * (wrist - elbow)
         index, pinky = get(f"{s}_index"), get(f"{s}_pinky")
         p[f"{k}_palm"] = index - pinky + wrist if index is not None and pinky is not None else np.full_like(wrist, np.nan)
-        heel, toe = get(f"{s}_heel"), get(f"{s}_foot_index")
+        heel = get(f"{s}_heel")
+        toe = next((t for t in (get(f"{s}_foot_index"), get(f"{s}_big_toe")) if t is not None), None)
         if heel is not None and toe is not None:
             p[f"{k}_ball"], p[f"{k}_toe"] = heel + 0.75 * (toe - heel), toe
         else:  # no foot points: a foot of typical size flat on the ground, facing where the hips face

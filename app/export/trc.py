@@ -50,9 +50,15 @@ _OPENSIM_NAMES: dict[str, dict[str, str]] = {
         "mouth_left": "LMouth", "mouth_right": "RMouth",
         "left_foot_index": "LBigToe", "right_foot_index": "RBigToe",
     },
-    "coco17": {"nose": "Nose", "left_eye": "LEye", "right_eye": "REye", "left_ear": "LEar", "right_ear": "REar"},
+    "coco17": {},
+    "body25": {"neck": "Neck", "pelvis": "CHip"},
+    "body25b": {"neck": "Neck", "head_top": "Head"},
+    "coco18": {"neck": "Neck"},
+    "halpe26": {"neck": "Neck", "head_top": "Head", "pelvis": "Hip"},
 }
-_LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "thumb", "pinky", "index")
+_FACE = {"nose": "Nose", "left_eye": "LEye", "right_eye": "REye", "left_ear": "LEar", "right_ear": "REar"}
+_LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "thumb", "pinky", "index",
+          "big_toe", "small_toe")
 
 
 def marker_names(skeleton: Skeleton, names: str = "opensim") -> tuple[str, ...]:
@@ -62,7 +68,9 @@ def marker_names(skeleton: Skeleton, names: str = "opensim") -> tuple[str, ...]:
     table = _OPENSIM_NAMES.get(skeleton.name)
     if names == "triangulum" or table is None:
         return skeleton.joints
-    limbs = {f"{s}_{limb}": f"{s[0].upper()}{limb.capitalize()}" for s in ("left", "right") for limb in _LIMBS}
+    limbs = {f"{s}_{limb}": s[0].upper() + "".join(w.capitalize() for w in limb.split("_"))
+             for s in ("left", "right") for limb in _LIMBS}
+    table = {**_FACE, **table}
     return tuple(table.get(j, limbs.get(j, j)) for j in skeleton.joints)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.capture.frames import PoseFrame
-from engines.skeleton import SKELETONS, Skeleton
+from engines.skeleton import Skeleton, all_skeletons
 
 # Reprojection error classes: upper bounds in px. A marker is green up to the first bound and
 # turns through yellow to red above the last; the final colour is for an unknown error.
@@ -45,7 +45,7 @@ def segments(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarr
 
 def skeleton_for(joint_names: tuple[str, ...]) -> Skeleton | None:
     """The known skeleton whose real joints are exactly these names, in order, or None."""
-    for skeleton in SKELETONS.values():
+    for skeleton in all_skeletons().values():
         if skeleton.joints == tuple(joint_names):
             return skeleton
     return None

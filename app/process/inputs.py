@@ -104,25 +104,27 @@ def fit_camera_size(rig: Rig, video: VideoInfo, warnings: list[str]) -> Rig:
     )
 
 
-def match_videos(videos: list[Path], rig: Rig, calibration: str) -> dict[str, Path]:
-    """Camera name -> video, by file name (equal to, else containing, the camera's name)."""
+def match_videos(videos: list[Path], rig: Rig, calibration: str, kind: str = "video") -> dict[str, Path]:
+    """Camera name -> video (or keypoint file or folder: `kind`), by name (equal to, else
+    containing, the camera's name)."""
     out: dict[str, Path] = {}
     for path in videos:
         stem = path.stem
         exact = [n for n in rig.names if n == stem]
         inside = exact or sorted((n for n in rig.names if n in stem), key=len, reverse=True)[:1]
         if not inside:
+            example = f"{rig.names[0]}.mp4" if kind == "video" else f"{rig.names[0]}_json"
             raise TriangulumError(
-                f"video {path.name} matches no camera of the calibration {calibration} (it has "
-                f"{', '.join(rig.names)}); name each video after its camera, e.g. {rig.names[0]}.mp4."
+                f"{kind} {path.name} matches no camera of the calibration {calibration} (it has "
+                f"{', '.join(rig.names)}); name each after its camera, e.g. {example}."
             )
         name = inside[0]
         if name in out:
-            raise TriangulumError(f"camera '{name}' has two videos, {out[name].name} and {path.name}; "
-                                  "give one video per camera.")
+            raise TriangulumError(f"camera '{name}' has two {kind} inputs, {out[name].name} and {path.name}; "
+                                  f"give one per camera.")
         out[name] = path
     if len(out) < 2:
-        raise TriangulumError(f"only {len(out)} video(s) given; triangulation needs at least two cameras.")
+        raise TriangulumError(f"only {len(out)} {kind} input(s) given; triangulation needs at least two cameras.")
     return out
 
 

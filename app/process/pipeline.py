@@ -107,10 +107,12 @@ class FramePipeline:
 
     def __init__(self, rig: Rig, estimator, config: PipelineConfig | None = None,
                  skeleton: Skeleton = BLAZEPOSE33) -> None:
+        """estimator: the 2D model (engines.blazepose), or None when the 2D comes from files
+        (`observe_views` only)."""
         self.rig = rig
         self.config = config or PipelineConfig()
         self.skeleton = skeleton
-        self.people2d = PeopleTracker(estimator, self.config.tracking)
+        self.people2d = PeopleTracker(estimator, self.config.tracking) if estimator is not None else None
         self.people3d = PersonTracker(rig, skeleton, self.config.association)
         self.frames = 0
         self.main: int | None = None
@@ -119,7 +121,8 @@ class FramePipeline:
         self._smoothers: dict[int, OneEuroFilter] = {}
 
     def reset(self) -> None:
-        self.people2d.reset()
+        if self.people2d is not None:
+            self.people2d.reset()
         self.people3d.reset()
         self.frames, self.main, self.last = 0, None, None
         self._handedness.clear()
@@ -136,12 +139,16 @@ class FramePipeline:
         decoded = [pose_image(by_camera[c], self.config.pose_min_side) if c in by_camera else (None, 1.0)
                    for c in self.rig.names]
         views = self.people2d([im for im, _ in decoded], [s for _, s in decoded])
+        return self.observe_views(frameset.index, frameset.t, views, clock() - t0)
+
+    def observe_views(self, index: int, t: float, views: list[ViewPeople], pose2d_s: float = 0.0) -> FrameResult:
+        """Association into 3D people of 2D people already found: views (C,) in rig order
+        (from the 2D model, or read from files: app.process.keypoints)."""
         t1 = clock()
-        association = self.people3d.update(views, frameset.t)
+        association = self.people3d.update(views, t)
         t2 = clock()
         self.frames += 1
-        self.last = FrameResult(frameset.index, frameset.t, views, association,
-                                {"pose2d": t1 - t0, "associate": t2 - t1})
+        self.last = FrameResult(index, t, views, association, {"pose2d": pose2d_s, "associate": t2 - t1})
         return self.last
 
     def choose_main(self, association: FrameAssociation) -> int | None:

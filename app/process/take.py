@@ -50,6 +50,7 @@ from engines.temporal import (
     fit_cutoff,
     one_euro,
 )
+from engines.tracker import ViewPeople
 
 log = logging.getLogger(__name__)
 
@@ -326,28 +327,61 @@ def process_take(take: Take, config: ProcessConfig | None = None,
         for fs in prefetch(frame_sets(take, start, stop)):
             # With decoding ahead on another thread this is the time spent waiting for frames.
             timings["decode"] += clock() - t_read
-            result = pipeline.observe(fs)
-            for stage, dt in result.timings.items():
-                timings[stage] = timings.get(stage, 0.0) + dt
-            frames.append(result)
-            if progress is not None:
-                progress(len(frames), stop - start)
+            frames.append(_observed(pipeline.observe(fs), timings, progress, len(frames) + 1, stop - start))
             t_read = clock()
         timings["frames_wall"] = clock() - t_start
         timings["frames_cpu"] = time.process_time() - cpu_start  # every thread of the process
-        tracks = pipeline.people3d.all_tracks()
-        ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
-        _renumber(frames, ids)
-        people_tracks = merged_tracks(tracks, ids)
-        chosen = choose_people(people_tracks, len(frames), config)
-        skeleton = pipeline.skeleton
-        people = []
-        for pid in chosen:
-            person = reconstruct_person(take, frames, pid, config, skeleton, config.pipeline.handedness, timings)
-            person.score = performer_score(people_tracks[pid], len(frames))
-            people.append(person)
+        return whole_take(take, config, pipeline, frames, timings)
+
+
+def _observed(result: FrameResult, timings: dict[str, float], progress, done: int, total: int) -> FrameResult:
+    for stage, dt in result.timings.items():
+        timings[stage] = timings.get(stage, 0.0) + dt
+    if progress is not None:
+        progress(done, total)
+    return result
+
+
+def whole_take(take: Take, config: ProcessConfig, pipeline: FramePipeline, frames: list[FrameResult],
+               timings: dict[str, float]) -> TakeResult:
+    """The whole-take passes after the per-frame ones: relinking, choosing people, left/right
+    repair, triangulation and filtering of each (module docstring)."""
+    tracks = pipeline.people3d.all_tracks()
+    ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
+    _renumber(frames, ids)
+    people_tracks = merged_tracks(tracks, ids)
+    chosen = choose_people(people_tracks, len(frames), config)
+    skeleton = pipeline.skeleton
+    people = []
+    for pid in chosen:
+        person = reconstruct_person(take, frames, pid, config, skeleton, config.pipeline.handedness, timings)
+        person.score = performer_score(people_tracks[pid], len(frames))
+        people.append(person)
     if not people:
         log.warning("no person was seen by two or more cameras at once; nothing to reconstruct.")
     return TakeResult(take, config, frames, people, chosen[0] if chosen else None, people_tracks,
                       timings, skeleton)
+
+
+def process_views(take: Take, views: list[list[ViewPeople]], skeleton: Skeleton,
+                  config: ProcessConfig | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> TakeResult:
+    """process_take for 2D that is already there (read from files: app.process.keypoints):
+    views[k] holds frame set k's ViewPeople in rig order; the 3D keeps `skeleton`."""
+    config = fit_to_take(config or ProcessConfig(), take)
+    start = max(config.start, 0)
+    stop = len(views) if config.stop is None else min(config.stop, len(views))
+    if stop <= start:
+        raise TriangulumError(f"no frames to process: the keypoints have {len(views)} frame sets and the range is "
+                              f"{start}..{stop}.")
+    pipeline = FramePipeline(take.rig, None, config.pipeline, skeleton)
+    timings: dict[str, float] = {"load_models": 0.0, "decode": 0.0}
+    frames: list[FrameResult] = []
+    t_start, cpu_start = clock(), time.process_time()
+    for k in range(start, stop):
+        frames.append(_observed(pipeline.observe_views(k, float(take.times[k]), views[k]), timings, progress,
+                                len(frames) + 1, stop - start))
+    timings["frames_wall"] = clock() - t_start
+    timings["frames_cpu"] = time.process_time() - cpu_start
+    return whole_take(take, config, pipeline, frames, timings)
 
