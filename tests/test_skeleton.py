@@ -10,6 +10,7 @@ from engines.skeleton import (
     H36M17,
     LIMB_BONES,
     SKELETONS,
+    all_skeletons,
     bone_colours,
     convert,
     extend,
@@ -47,7 +48,7 @@ def test_coco_order():
     assert COCO17.joints[16] == "right_ankle"
 
 
-@pytest.mark.parametrize("sk", list(SKELETONS.values()), ids=list(SKELETONS))
+@pytest.mark.parametrize("sk", list(all_skeletons().values()), ids=list(all_skeletons()))
 def test_tree_is_connected_and_rooted_at_pelvis(sk):
     names = sk.tree_names
     assert names[sk.root] == "pelvis"
@@ -60,7 +61,7 @@ def test_tree_is_connected_and_rooted_at_pelvis(sk):
         assert k == sk.root
 
 
-@pytest.mark.parametrize("sk", list(SKELETONS.values()), ids=list(SKELETONS))
+@pytest.mark.parametrize("sk", list(all_skeletons().values()), ids=list(all_skeletons()))
 def test_flip_is_an_involution_that_swaps_sides(sk):
     perm = flip_permutation(sk)
     assert np.array_equal(perm[perm], np.arange(sk.num_joints))
@@ -147,7 +148,7 @@ def test_extend_adds_virtual_midpoints():
     assert extend(np.zeros((17, 3)), H36M17).shape == (17, 3)
 
 
-@pytest.mark.parametrize("sk", list(SKELETONS.values()), ids=list(SKELETONS))
+@pytest.mark.parametrize("sk", list(all_skeletons().values()), ids=list(all_skeletons()))
 def test_limb_indices(sk):
     lj = limb_joint_indices(sk)
     assert len(lj) == 12 and len(set(lj.tolist())) == 12
@@ -159,5 +160,17 @@ def test_limb_indices(sk):
 
 def test_get_skeleton_error():
     assert get_skeleton("coco17") is COCO17
-    with pytest.raises(TriangulumError, match="Unknown skeleton"):
-        get_skeleton("body25")
+    assert get_skeleton("body25").num_joints == 25  # other detectors' skeletons are declared too
+    with pytest.raises(TriangulumError, match="Unknown skeleton 'body135'"):
+        get_skeleton("body135")
+
+
+def test_other_detectors_orders():
+    from engines.detector_skeletons import BODY25, BODY25B, COCO18, HALPE26
+
+    assert BODY25.joints[1] == "neck" and BODY25.joints[8] == "pelvis" and BODY25.joints[24] == "right_heel"
+    assert BODY25.joints[15] == "right_eye" and BODY25.joints[19] == "left_big_toe"
+    assert BODY25B.joints[:5] == COCO17.joints[:5] and BODY25B.joints[17:19] == ("neck", "head_top")
+    assert COCO18.joints[8] == "right_hip" and COCO18.joints[17] == "left_ear"
+    assert HALPE26.joints[:17] == COCO17.joints and HALPE26.joints[17:20] == ("head_top", "neck", "pelvis")
+    assert HALPE26.joints[25] == "right_heel"

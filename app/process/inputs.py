@@ -120,8 +120,8 @@ def match_videos(videos: list[Path], rig: Rig, calibration: str, kind: str = "vi
             )
         name = inside[0]
         if name in out:
-            raise TriangulumError(f"camera '{name}' has two {kind} inputs, {out[name].name} and {path.name}; "
-                                  f"give one per camera.")
+            raise TriangulumError(f"camera '{name}' has two {kind}s, {out[name].name} and {path.name}; "
+                                  f"give one {kind} per camera.")
         out[name] = path
     if len(out) < 2:
         raise TriangulumError(f"only {len(out)} {kind} input(s) given; triangulation needs at least two cameras.")

@@ -168,7 +168,7 @@ def read_keypoints(paths: list[Path], fmt: str, camera_names: list[str], calibra
     class _Names:  # match_videos wants a rig; only names matter
         names = camera_names
 
-    matched = match_videos(paths, _Names(), calibration, kind="keypoints")
+    matched = match_videos(paths, _Names(), calibration, kind="keypoint input")
     reader = read_openpose if fmt == "openpose" else read_mmpose
     return [reader(path, cam) for cam, path in matched.items()]
 
