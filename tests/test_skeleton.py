@@ -9,7 +9,6 @@ from engines.skeleton import (
     COCO17,
     H36M17,
     LIMB_BONES,
-    SKELETONS,
     all_skeletons,
     bone_colours,
     convert,
