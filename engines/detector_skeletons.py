@@ -45,7 +45,15 @@ def _tree(joints: tuple[str, ...]) -> dict[str, str | None]:
                      f"{side}_small_toe": f"{side}_big_toe", f"{side}_eye": "nose", f"{side}_ear": f"{side}_eye"})
     tree["nose"] = top
     tree["head_top"] = top
-    return {k: v for k, v in _limb_parents(tree).items() if k in have}
+    full = _limb_parents(tree)
+
+    def present_parent(j: str) -> str | None:  # skip joints the set lacks (a knee-less set: hip -> ankle)
+        p = full[j]
+        while p is not None and p not in have:
+            p = full[p]
+        return p
+
+    return {k: present_parent(k) for k in full if k in have}
 
 
 def _bones(joints: tuple[str, ...], tree: dict[str, str | None]) -> tuple[tuple[str, str], ...]:
@@ -70,3 +78,19 @@ COCO18 = _declare("coco18", COCO_18_JOINTS)
 HALPE26 = _declare("halpe26", HALPE_26_JOINTS)
 
 DETECTOR_SKELETONS: dict[str, Skeleton] = {s.name: s for s in (BODY25, BODY25B, COCO18, HALPE26)}
+
+# Every joint name a declared skeleton can hold (the trees above know where each one hangs).
+KNOWN_JOINTS = frozenset(_tree(tuple(_COCO_FACE + _COCO_BODY + _FEET) + ("neck", "head_top", "pelvis")))
+
+
+def custom_skeleton(name: str, joints: tuple[str, ...]) -> Skeleton:
+    """A skeleton over any of KNOWN_JOINTS in the given order (e.g. a DeepLabCut project's
+    body parts once named anatomically); it needs both hips, which root its tree."""
+    unknown = [j for j in joints if j not in KNOWN_JOINTS]
+    if unknown:
+        raise ValueError(f"unknown joint name(s) {unknown}")
+    if len(set(joints)) != len(joints):
+        raise ValueError("a joint is named twice")
+    if "pelvis" not in joints and not {"left_hip", "right_hip"} <= set(joints):
+        raise ValueError("the skeleton needs the pelvis or both hips")
+    return _declare(name, tuple(joints))

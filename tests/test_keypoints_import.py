@@ -130,3 +130,62 @@ def test_mmpose_coco17_json_and_our_detect2d_npz(tmp_path):
     joints = np.load(out / "poses3d.npz")["person0_joints"]
     ref = person.final.joints[:30]
     assert np.nanmedian(np.linalg.norm(joints - ref, axis=-1)) < 2e-3
+
+
+DLC_PARTS = {"LeftHip": "left_hip", "RightHip": "right_hip", "knee_l": "left_knee", "knee_r": "right_knee",
+             "l_ankle": "left_ankle", "r_ankle": "right_ankle", "LShoulder": "left_shoulder",
+             "RShoulder": "right_shoulder", "elbowL": "left_elbow", "elbowR": "right_elbow",
+             "LeftWrist": "left_wrist", "RightWrist": "right_wrist", "Nose": "nose"}
+
+
+def write_dlc(path, kp, cf, individuals=("single",)):
+    """A DeepLabCut CSV of one camera: kp (F, 33, 2), cf (F, 33); multi-animal with several
+    individuals (the others a copy moved 300 px right)."""
+    ix = BLAZEPOSE33.index
+    multi = len(individuals) > 1
+    head = [["scorer"] + ["DLC_resnet50"] * (3 * len(DLC_PARTS) * len(individuals))]
+    if multi:
+        head.append(["individuals"] + [w for w in individuals for _ in range(3 * len(DLC_PARTS))])
+    head.append(["bodyparts"] + [p for _ in individuals for p in DLC_PARTS for _ in range(3)])
+    head.append(["coords"] + ["x", "y", "likelihood"] * (len(DLC_PARTS) * len(individuals)))
+    lines = [",".join(r) for r in head]
+    for f in range(len(kp)):
+        row = [str(f)]
+        for k, _ in enumerate(individuals):
+            for part in DLC_PARTS.values():
+                x, y = kp[f, ix[part]] + [300 * k, 0]
+                ok = np.isfinite(x)
+                row += [f"{x:.3f}" if ok else "", f"{y:.3f}" if ok else "", f"{cf[f, ix[part]]:.4f}" if ok else "0"]
+        lines.append(",".join(row))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_deeplabcut_csv_single_and_multi_animal(tmp_path):
+    result = sample_result()
+    person = result.person(result.main)
+    kp, cf = person.keypoints[:, :30], person.confidence[:, :30]
+    for c, cam in enumerate(result.take.cameras):
+        write_dlc(tmp_path / f"{cam}DLC_resnet50.csv", kp[c], cf[c])
+    files = sorted(tmp_path.glob("cam*.csv"))
+    take, views, skeleton = keypoint_take(files, "dlc", sample_calibration(), 60.0)
+    assert skeleton.name == "dlc" and skeleton.joints[:2] == ("left_hip", "right_hip") and skeleton.num_joints == 13
+    out = tmp_path / "out"
+    assert main(["process", "--keypoints", *map(str, files), "--keypoint-format", "dlc", "--calib",
+                 str(sample_calibration()), "--fps", "60", "-o", str(out), "--formats", "trc,csv"]) == 0
+    joints = np.load(out / "poses3d.npz")["person0_joints"]
+    ref = person.final.joints[:30]
+    for j, name in enumerate(skeleton.joints):
+        d = np.linalg.norm(joints[:, j] - ref[:, BLAZEPOSE33.index[name]], axis=-1)
+        assert np.nanmedian(d) < 0.01, name
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    for c, cam in enumerate(result.take.cameras):
+        write_dlc(multi / f"{cam}.csv", kp[c], cf[c], individuals=("ind1", "ind2"))
+    _, views, _ = keypoint_take(sorted(multi.glob("*.csv")), "dlc", sample_calibration(), 60.0)
+    assert views[0][0].keypoints.shape == (2, 13, 2)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for cam in result.take.cameras:
+        (bad / f"{cam}.csv").write_text("scorer,a,a,a\nbodyparts,tail,tail,tail\ncoords,x,y,likelihood\n0,1,2,0.9\n")
+    with pytest.raises(TriangulumError, match="tail have no anatomical name"):
+        keypoint_take(sorted(bad.glob("*.csv")), "dlc", sample_calibration(), 60.0)

@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "scene written by Blender, needs its bpy module)")
     p.add_argument("--keypoints", type=Path, nargs="+", metavar="PATH",
                    help="reconstruct 2D keypoints from another detector instead of videos: one OpenPose JSON "
-                   "folder or MMPose/RTMLib file per camera (named after its camera), or our detect2d .npz; "
+                   "folder, MMPose/RTMLib file or DeepLabCut CSV per camera (named after its camera), or our detect2d .npz; "
                    "needs --calib and --fps")
-    p.add_argument("--keypoint-format", choices=("openpose", "mmpose", "npz"), default="openpose",
+    p.add_argument("--keypoint-format", choices=("openpose", "mmpose", "dlc", "npz"), default="openpose",
                    help="format of --keypoints (default openpose)")
     p.add_argument("--skeleton", metavar="NAME", help="with --keypoints: the keypoints' skeleton (body25, body25b, "
                    "coco18, coco17, halpe26, blazepose33; default: told from the joint count, 25 = body25)")

@@ -11,6 +11,11 @@ Formats (one input per camera, matched to the calibration's cameras by name as v
             "instances": [{"keypoints": [[x, y], ...], "keypoint_scores": [...]}]}`` (also
             wrapped as ``{"instance_info": [...]}``), or npz with ``keypoints`` (F, P, J, 2) and
             ``keypoint_scores`` (F, P, J); COCO-17 (17) or HALPE-26 (26).
+  dlc       DeepLabCut CSV (one per camera): header rows scorer / [individuals /] bodyparts / coords
+            (x, y, likelihood), one row per frame; single- and multi-animal. Body parts are named
+            anatomically by what they say (``LeftKnee``, ``knee_l``, ``r_wrist``, ``Nose``...) into
+            a skeleton of their own (it needs both hips); a part no rule recognises is an error
+            that lists the names we know.
   npz       our `triangulum detect2d` file (every camera in one file: ``<camera>/keypoints``
             (F, 33, 3) with confidence).
 
@@ -34,7 +39,7 @@ from calibration.takes import VideoInfo
 from engines.skeleton import Skeleton, get_skeleton
 from engines.tracker import ViewPeople
 
-FORMATS = ("openpose", "mmpose", "npz")
+FORMATS = ("openpose", "mmpose", "dlc", "npz")
 BY_COUNT = {25: "body25", 18: "coco18", 17: "coco17", 26: "halpe26", 33: "blazepose33"}
 
 
@@ -134,6 +139,74 @@ def read_mmpose(path: Path, camera: str) -> CameraKeypoints:
     return CameraKeypoints(camera, out, path)
 
 
+_PARTS = {"shoulder": "shoulder", "elbow": "elbow", "wrist": "wrist", "hand": "wrist", "hip": "hip",
+          "knee": "knee", "ankle": "ankle", "heel": "heel", "eye": "eye", "ear": "ear", "bigtoe": "big_toe",
+          "toe": "big_toe", "smalltoe": "small_toe"}
+_CENTRE = {"nose": "nose", "neck": "neck", "head": "head_top", "headtop": "head_top", "top": "head_top",
+           "pelvis": "pelvis", "midhip": "pelvis", "hipcentre": "pelvis", "hipcenter": "pelvis", "chip": "pelvis"}
+
+
+def anatomical_name(part: str) -> str | None:
+    """Our joint name for a body part named freely (LeftKnee, knee_l, r-wrist, LBigToe, Nose), or None."""
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", part).lower()) if w]
+    flat = "".join(words)
+    if flat in _CENTRE:
+        return _CENTRE[flat]
+    side = None
+    for w in (words[0], words[-1]) if words else ():
+        if w in ("left", "l", "right", "r"):
+            side = "left" if w[0] == "l" else "right"
+            words = [x for x in words if x != w] if len(words) > 1 else words
+            break
+    if side is None and len(flat) > 1 and flat[0] in "lr" and flat[1:] in _PARTS:  # LKnee, rhip
+        side, words = ("left" if flat[0] == "l" else "right"), [flat[1:]]
+    rest = "".join(words)
+    if side is None or rest not in _PARTS:
+        return None
+    return f"{side}_{_PARTS[rest]}"
+
+
+def read_dlc(path: Path, camera: str) -> tuple[CameraKeypoints, tuple[str, ...]]:
+    """A DeepLabCut CSV -> CameraKeypoints and the joint names (in file order)."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise TriangulumError(f"Cannot read DeepLabCut file {path}: {exc.strerror}.") from None
+    heads = {r[0].strip().lower(): r for r in rows[:4] if r}
+    if "bodyparts" not in heads or "coords" not in heads:
+        raise TriangulumError(f"{path} is not a DeepLabCut CSV (no bodyparts and coords header rows).")
+    parts, coords = heads["bodyparts"][1:], heads["coords"][1:]
+    people = heads["individuals"][1:] if "individuals" in heads else ["single"] * len(parts)
+    names = list(dict.fromkeys(parts))
+    joints = [anatomical_name(p) for p in names]
+    unknown = [p for p, j in zip(names, joints, strict=True) if j is None]
+    if unknown:
+        raise TriangulumError(f"{path}: body part(s) {', '.join(unknown)} have no anatomical name we recognise; "
+                              "rename them in the CSV header (e.g. LeftKnee, right_wrist, Nose, pelvis).")
+    individuals = list(dict.fromkeys(people))
+    start = 1 + max(i for i, r in enumerate(rows[:4]) if r and r[0].strip().lower() == "coords")
+    frames = []
+    for n, row in enumerate(rows[start:], start=start + 1):
+        if not row:
+            continue
+        a = np.full((len(individuals), len(names), 3), np.nan)
+        for value, part, coord, who in zip(row[1:], parts, coords, people, strict=False):
+            if coord not in ("x", "y", "likelihood"):
+                continue
+            try:
+                v = float(value) if value.strip() else np.nan
+            except ValueError:
+                raise TriangulumError(f"{path}, line {n}: {value!r} is not a number.") from None
+            a[individuals.index(who), names.index(part), ("x", "y", "likelihood").index(coord)] = v
+        a[..., 2] = np.nan_to_num(a[..., 2])
+        a[a[..., 2] <= 0, :2] = np.nan
+        frames.append(a[np.isfinite(a[..., 0]).any(-1)])
+    return CameraKeypoints(camera, frames, path), tuple(joints)
+
+
 def read_detect2d(path: Path) -> list[CameraKeypoints]:
     """Our detect2d npz -> one CameraKeypoints per camera (one person per frame)."""
     try:
@@ -169,6 +242,8 @@ def read_keypoints(paths: list[Path], fmt: str, camera_names: list[str], calibra
         names = camera_names
 
     matched = match_videos(paths, _Names(), calibration, kind="keypoint input")
+    if fmt == "dlc":
+        return [read_dlc(path, cam)[0] for cam, path in matched.items()]
     reader = read_openpose if fmt == "openpose" else read_mmpose
     return [reader(path, cam) for cam, path in matched.items()]
 
@@ -192,10 +267,14 @@ def keypoint_take(paths: list[Path], fmt: str, calib: Path, fps: float, skeleton
         raise TriangulumError(f"the cameras' keypoints have different joint counts {sorted(counts)}; "
                               "give the same detector's output for every camera.")
     joints = counts.pop()
-    name = skeleton or BY_COUNT.get(joints)
+    if fmt == "dlc":
+        sk = _dlc_skeleton([p for p in paths if p.is_file()])
+        name = skeleton or sk.name
+    else:
+        name = skeleton or BY_COUNT.get(joints)
     if name is None:
         raise TriangulumError(f"{joints} keypoints per person match no known skeleton; say which with --skeleton.")
-    sk = get_skeleton(name)
+    sk = sk if fmt == "dlc" and not skeleton else get_skeleton(name)
     if sk.num_joints != joints:
         raise TriangulumError(f"--skeleton {name} has {sk.num_joints} joints but the files have {joints}.")
     cams = sorted(cams, key=lambda c: rig.names.index(c.camera))
@@ -210,6 +289,20 @@ def keypoint_take(paths: list[Path], fmt: str, calib: Path, fps: float, skeleton
     take = Take(rig, videos, index, times, fps, f"keypoints ({fmt}, {sk.name})", calib, frame_times,
                 [fps] * len(cams), [], warnings)
     return take, views, sk
+
+
+def _dlc_skeleton(paths: list[Path]) -> Skeleton:
+    """The skeleton of a DeepLabCut project's body parts (the same in every camera's file)."""
+    from engines.detector_skeletons import custom_skeleton
+
+    named = {read_dlc(p, "")[1] for p in paths}
+    if len(named) != 1:
+        raise TriangulumError("the DeepLabCut files have different body parts; give one project's output per camera.")
+    joints = named.pop()
+    try:
+        return custom_skeleton("dlc", joints)
+    except ValueError as exc:
+        raise TriangulumError(f"the DeepLabCut body parts cannot make a skeleton: {exc}.") from None
 
 
 def _view(people: np.ndarray) -> ViewPeople:
