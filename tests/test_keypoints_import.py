@@ -189,3 +189,19 @@ def test_deeplabcut_csv_single_and_multi_animal(tmp_path):
         (bad / f"{cam}.csv").write_text("scorer,a,a,a\nbodyparts,tail,tail,tail\ncoords,x,y,likelihood\n0,1,2,0.9\n")
     with pytest.raises(TriangulumError, match="tail have no anatomical name"):
         keypoint_take(sorted(bad.glob("*.csv")), "dlc", sample_calibration(), 60.0)
+
+
+def test_deeplabcut_h5_reads_as_its_csv(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables", reason="PyTables not installed (DeepLabCut's .h5 needs it)")
+    from app.process.keypoints import read_dlc
+
+    result = sample_result()
+    person = result.person(result.main)
+    write_dlc(tmp_path / "cam01.csv", person.keypoints[0, :20], person.confidence[0, :20])
+    pd.read_csv(tmp_path / "cam01.csv", header=[0, 1, 2], index_col=0).to_hdf(tmp_path / "cam01.h5", key="df_with_missing")
+    a, names_a = read_dlc(tmp_path / "cam01.csv", "cam01")
+    b, names_b = read_dlc(tmp_path / "cam01.h5", "cam01")
+    assert names_a == names_b and len(a.frames) == len(b.frames) == 20
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        np.testing.assert_allclose(fa, fb, atol=1e-3)

@@ -11,7 +11,7 @@ Formats (one input per camera, matched to the calibration's cameras by name as v
             "instances": [{"keypoints": [[x, y], ...], "keypoint_scores": [...]}]}`` (also
             wrapped as ``{"instance_info": [...]}``), or npz with ``keypoints`` (F, P, J, 2) and
             ``keypoint_scores`` (F, P, J); COCO-17 (17) or HALPE-26 (26).
-  dlc       DeepLabCut CSV (one per camera): header rows scorer / [individuals /] bodyparts / coords
+  dlc       DeepLabCut CSV or .h5 (one per camera; .h5 needs pandas and PyTables): header rows scorer / [individuals /] bodyparts / coords
             (x, y, likelihood), one row per frame; single- and multi-animal. Body parts are named
             anatomically by what they say (``LeftKnee``, ``knee_l``, ``r_wrist``, ``Nose``...) into
             a skeleton of their own (it needs both hips); a part no rule recognises is an error
@@ -169,12 +169,24 @@ def anatomical_name(part: str) -> str | None:
 def read_dlc(path: Path, camera: str) -> tuple[CameraKeypoints, tuple[str, ...]]:
     """A DeepLabCut CSV -> CameraKeypoints and the joint names (in file order)."""
     import csv
+    import io
 
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        if path.suffix.lower() in (".h5", ".hdf5"):  # the same table; pandas writes it as DLC's CSV
+            try:
+                import pandas as pd
+
+                text = pd.read_hdf(path).to_csv()
+            except ImportError:
+                raise TriangulumError(f"{path}: reading DeepLabCut .h5 files needs pandas and PyTables "
+                                      "(pip install pandas tables), or give DeepLabCut's CSV.") from None
+        else:
+            text = path.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
     except OSError as exc:
         raise TriangulumError(f"Cannot read DeepLabCut file {path}: {exc.strerror}.") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TriangulumError(f"{path} is not a DeepLabCut table: {exc}.") from None
     heads = {r[0].strip().lower(): r for r in rows[:4] if r}
     if "bodyparts" not in heads or "coords" not in heads:
         raise TriangulumError(f"{path} is not a DeepLabCut CSV (no bodyparts and coords header rows).")
