@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from app.export.bvh import solve_motion  # noqa: E402
 from app.export.conventions import world_to_yup  # noqa: E402
-from app.export.rig import FloorConfig, forward  # noqa: E402
+from app.export.floor import FloorConfig  # noqa: E402
+from app.export.rig import forward  # noqa: E402
 from engines.skeleton import BLAZEPOSE33  # noqa: E402
 
 ON = {"LeftArm": "left_shoulder", "RightArm": "right_shoulder", "LeftForeArm": "left_elbow",

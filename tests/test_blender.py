@@ -14,7 +14,7 @@ import pytest
 from test_process_support import sample_result
 
 from app.export.bvh import solve_motion
-from app.export.rig import FloorConfig
+from app.export.floor import FloorConfig
 from engines.skeleton import BLAZEPOSE33
 
 pytestmark = [

@@ -7,7 +7,7 @@ import pytest
 from shared_data import TEST_DATA
 
 from app.export.bvh import BvhConfig, solve_motion, write_bvh
-from app.export.rig import FloorConfig
+from app.export.floor import FloorConfig
 from app.export.trc import read_trc
 from calibration.errors import TriangulumError
 from engines.skeleton import BLAZEPOSE33, COCO17, H36M17, Skeleton, convert

@@ -14,7 +14,7 @@ Conventions of the written file:
   "Zrotation Xrotation Yrotation" (default) or "Xrotation Yrotation Zrotation", the local matrix
   being the product in channel order.
 - Feet on the floor: by default each foot is brought onto the calibration's floor (world Z = 0)
-  in the frames where it stands (`app.export.rig.plant_feet`); `BvhConfig(floor=False)` keeps
+  in the frames where it stands (`app.export.floor.plant_feet`); `BvhConfig(floor=False)` keeps
   the take's own foot heights.
 """
 
@@ -28,7 +28,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from app.export.conventions import check_take, text_rows, world_to_yup
-from app.export.rig import FloorConfig, Rig, build_rig, plant_feet, rig_points, solve_rotations
+from app.export.floor import FloorConfig, plant_feet
+from app.export.rig import Rig, build_rig, rig_points, solve_rotations
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
