@@ -266,9 +266,10 @@ def _opensim_log(path: Path):
     from app.progress import console_to
 
     with console_to(str(path)):
-        opensim.Logger.setLevelString("Info")
+        # The default sink is opensim.log in the working directory: leave it before logging anything.
         opensim.Logger.removeFileSink()
         opensim.Logger.addFileSink(str(path))
+        opensim.Logger.setLevelString("Info")
         try:
             yield
         finally:
