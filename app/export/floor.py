@@ -60,14 +60,16 @@ def _feet(rig: Rig, points: dict[str, np.ndarray], up: int) -> dict[str, tuple[n
 def _fade(values: np.ndarray, contact: np.ndarray, fade: int) -> np.ndarray:
     """(F,) corrections kept in contact frames and faded linearly to 0 over `fade` frames
     outside them."""
-    out = np.where(contact, values, 0.0)
     near = np.nonzero(contact)[0]
     if not len(near):
-        return out
-    for f in np.nonzero(~contact)[0]:
-        g = near[np.argmin(np.abs(near - f))]
-        out[f] = max(0.0, 1.0 - abs(g - f) / (fade + 1)) * values[g]
-    return out
+        return np.zeros(len(values))
+    f = np.arange(len(values))
+    right = np.minimum(np.searchsorted(near, f), len(near) - 1)
+    left = np.maximum(right - 1, 0)
+    # the nearest contact frame; on a tie the earlier one
+    g = np.where(np.abs(near[left] - f) <= np.abs(near[right] - f), near[left], near[right])
+    weight = np.clip(1.0 - np.abs(g - f) / (fade + 1), 0.0, None)
+    return np.where(contact, values, weight * values[g])
 
 
 def plant_feet(rig: Rig, points: dict[str, np.ndarray], fps: float, config: FloorConfig = FloorConfig(),
