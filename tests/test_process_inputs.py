@@ -58,14 +58,14 @@ def test_small_crops_on_both_sides_are_accepted():
 
 def test_videos_are_matched_to_cameras_by_name(tmp_path):
     rig = convert(sample_calibration())
-    got = match_videos([Path("take3_cam02.mp4"), Path("cam01.mp4")], rig, "rig.toml")
+    got = match_videos([Path("take3_cam02.mp4"), Path("cam01.mp4")], rig.names, "rig.toml")
     assert got == {"cam02": Path("take3_cam02.mp4"), "cam01": Path("cam01.mp4")}
     with pytest.raises(TriangulumError, match="camX.mp4 matches no camera .*cam01, cam02, cam03, cam04"):
-        match_videos([Path("cam01.mp4"), Path("camX.mp4")], rig, "rig.toml")
+        match_videos([Path("cam01.mp4"), Path("camX.mp4")], rig.names, "rig.toml")
     with pytest.raises(TriangulumError, match="two videos"):
-        match_videos([Path("cam01.mp4"), Path("a_cam01.mp4")], rig, "rig.toml")
+        match_videos([Path("cam01.mp4"), Path("a_cam01.mp4")], rig.names, "rig.toml")
     with pytest.raises(TriangulumError, match="at least two cameras"):
-        match_videos([Path("cam01.mp4")], rig, "rig.toml")
+        match_videos([Path("cam01.mp4")], rig.names, "rig.toml")
 
 
 def test_a_camera_missing_from_the_calibration_is_named(tmp_path):

@@ -104,19 +104,19 @@ def fit_camera_size(rig: Rig, video: VideoInfo, warnings: list[str]) -> Rig:
     )
 
 
-def match_videos(videos: list[Path], rig: Rig, calibration: str, kind: str = "video") -> dict[str, Path]:
-    """Camera name -> video (or keypoint file or folder: `kind`), by name (equal to, else
-    containing, the camera's name)."""
+def match_videos(videos: list[Path], names: list[str], calibration: str, kind: str = "video") -> dict[str, Path]:
+    """Camera name (one of the calibration's `names`) -> video (or keypoint file or folder:
+    `kind`), by file name (equal to, else containing, the camera's name)."""
     out: dict[str, Path] = {}
     for path in videos:
         stem = path.stem
-        exact = [n for n in rig.names if n == stem]
-        inside = exact or sorted((n for n in rig.names if n in stem), key=len, reverse=True)[:1]
+        exact = [n for n in names if n == stem]
+        inside = exact or sorted((n for n in names if n in stem), key=len, reverse=True)[:1]
         if not inside:
-            example = f"{rig.names[0]}.mp4" if kind == "video" else f"{rig.names[0]}_json"
+            example = f"{names[0]}.mp4" if kind == "video" else f"{names[0]}_json"
             raise TriangulumError(
                 f"{kind} {path.name} matches no camera of the calibration {calibration} (it has "
-                f"{', '.join(rig.names)}); name each after its camera, e.g. {example}."
+                f"{', '.join(names)}); name each after its camera, e.g. {example}."
             )
         name = inside[0]
         if name in out:
@@ -179,7 +179,7 @@ def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = 
             raise TriangulumError(f"session camera(s) {unknown} are not in the calibration {calib} (it has "
                                   f"{rig.names}); pass the calibration of this rig with --calib.")
     else:
-        by_camera = match_videos(videos, rig, str(calib))
+        by_camera = match_videos(videos, rig.names, str(calib))
     cameras = [n for n in rig.names if n in by_camera]
     if len(cameras) < 2:
         raise TriangulumError(f"{source}: only {len(cameras)} camera(s) with video ({', '.join(cameras) or 'none'}); "

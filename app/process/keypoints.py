@@ -46,11 +46,13 @@ BY_COUNT = {25: "body25", 18: "coco18", 17: "coco17", 26: "halpe26", 33: "blazep
 @dataclass
 class CameraKeypoints:
     """One camera's 2D: frames[k] is (P, J, 3) x, y (px), confidence of the people in frame k
-    (NaN x, y where a joint is missing); source: the file or folder it came from."""
+    (NaN x, y where a joint is missing); source: the file or folder it came from; joint_names:
+    the joints as the file names them (DeepLabCut's body parts), None where the count tells."""
 
     camera: str
     frames: list[np.ndarray]
     source: Path
+    joint_names: tuple[str, ...] | None = None
 
 
 def _frame_number(path: Path) -> int:
@@ -216,7 +218,7 @@ def read_dlc(path: Path, camera: str) -> tuple[CameraKeypoints, tuple[str, ...]]
         a[..., 2] = np.nan_to_num(a[..., 2])
         a[a[..., 2] <= 0, :2] = np.nan
         frames.append(a[np.isfinite(a[..., 0]).any(-1)])
-    return CameraKeypoints(camera, frames, path), tuple(joints)
+    return CameraKeypoints(camera, frames, path, tuple(joints)), tuple(joints)
 
 
 def read_detect2d(path: Path) -> list[CameraKeypoints]:
@@ -250,10 +252,7 @@ def read_keypoints(paths: list[Path], fmt: str, camera_names: list[str], calibra
     if len(paths) == 1 and paths[0].is_dir() and fmt == "openpose" and not any(paths[0].glob("*.json")):
         paths = sorted(p for p in paths[0].iterdir() if p.is_dir())  # a folder of per-camera folders
 
-    class _Names:  # match_videos wants a rig; only names matter
-        names = camera_names
-
-    matched = match_videos(paths, _Names(), calibration, kind="keypoint input")
+    matched = match_videos(paths, camera_names, calibration, kind="keypoint input")
     if fmt == "dlc":
         return [read_dlc(path, cam)[0] for cam, path in matched.items()]
     reader = read_openpose if fmt == "openpose" else read_mmpose
@@ -279,16 +278,15 @@ def keypoint_take(paths: list[Path], fmt: str, calib: Path, fps: float, skeleton
         raise TriangulumError(f"the cameras' keypoints have different joint counts {sorted(counts)}; "
                               "give the same detector's output for every camera.")
     joints = counts.pop()
-    if fmt == "dlc":
-        sk = _dlc_skeleton([p for p in paths if p.is_file()])
-        name = skeleton or sk.name
+    if skeleton is None and cams[0].joint_names is not None:
+        sk = _named_skeleton(cams)
     else:
         name = skeleton or BY_COUNT.get(joints)
-    if name is None:
-        raise TriangulumError(f"{joints} keypoints per person match no known skeleton; say which with --skeleton.")
-    sk = sk if fmt == "dlc" and not skeleton else get_skeleton(name)
+        if name is None:
+            raise TriangulumError(f"{joints} keypoints per person match no known skeleton; say which with --skeleton.")
+        sk = get_skeleton(name)
     if sk.num_joints != joints:
-        raise TriangulumError(f"--skeleton {name} has {sk.num_joints} joints but the files have {joints}.")
+        raise TriangulumError(f"--skeleton {sk.name} has {sk.num_joints} joints but the files have {joints}.")
     cams = sorted(cams, key=lambda c: rig.names.index(c.camera))
     rig = rig.subset([c.camera for c in cams]) if len(cams) < len(rig) else rig
     F = max(len(c.frames) for c in cams)
@@ -303,11 +301,12 @@ def keypoint_take(paths: list[Path], fmt: str, calib: Path, fps: float, skeleton
     return take, views, sk
 
 
-def _dlc_skeleton(paths: list[Path]) -> Skeleton:
-    """The skeleton of a DeepLabCut project's body parts (the same in every camera's file)."""
+def _named_skeleton(cams: list[CameraKeypoints]) -> Skeleton:
+    """The skeleton of the joints the files name (a DeepLabCut project's body parts, the same in
+    every camera's file)."""
     from engines.detector_skeletons import custom_skeleton
 
-    named = {read_dlc(p, "")[1] for p in paths}
+    named = {c.joint_names for c in cams}
     if len(named) != 1:
         raise TriangulumError("the DeepLabCut files have different body parts; give one project's output per camera.")
     joints = named.pop()
