@@ -380,13 +380,19 @@ def _write_subset(src: Path, dst: Path, keep: np.ndarray) -> None:
     dst.write_text("\n".join([lines[0], lines[1], "\t".join(values), *lines[3:5], *rows]) + "\n", encoding="utf-8")
 
 
-def run_people(result: TakeResult, outdir: Path, config: KinematicsConfig) -> dict[int, KinematicsResult]:
-    """Kinematics for every reconstructed person of a processed take: outdir/person<ID>.trc
-    (OpenSim marker names, whatever names the take's own TRC has) and its IK outputs."""
+def take_kinematics(joints: np.ndarray, skeleton: Skeleton, fps: float, outdir: Path, stem: str,
+                    config: KinematicsConfig | None = None, person: int = 0) -> KinematicsResult:
+    """Kinematics of one person's take (F, J, 3) world metres: outdir/<stem>.trc with OpenSim
+    marker names (whatever names the take's own TRC has) and its IK outputs."""
     outdir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for p in result.people:
-        trc = write_trc(outdir / f"person{p.person_id}.trc", p.final.joints, result.skeleton, result.take.fps)
-        out[p.person_id] = inverse_kinematics(trc, marker_set(result.skeleton), outdir, config, p.person_id)
-        out[p.person_id].setup_files.insert(0, trc)
-    return out
+    trc = write_trc(outdir / f"{stem}.trc", joints, skeleton, fps)
+    result = inverse_kinematics(trc, marker_set(skeleton), outdir, config, person)
+    result.setup_files.insert(0, trc)
+    return result
+
+
+def run_people(result: TakeResult, outdir: Path, config: KinematicsConfig) -> dict[int, KinematicsResult]:
+    """Kinematics for every reconstructed person of a processed take, in outdir."""
+    return {p.person_id: take_kinematics(p.final.joints, result.skeleton, result.take.fps, outdir,
+                                         f"person{p.person_id}", config, p.person_id)
+            for p in result.people}

@@ -116,11 +116,7 @@ def export_take(take: Take, request: ExportRequest, metadata: dict | None = None
     info = {"source": "triangulum gui", "frames_with_pose": len(take), "filters": steps, **(metadata or {})}
     paths = export_all(request.folder, joints, skeleton, fps, tuple(request.formats), request.stem, info, rig=rig)
     if request.kinematics:
-        from app.export.trc import write_trc
-        from app.kinematics import inverse_kinematics, marker_set
+        from app.kinematics import take_kinematics
 
-        folder = request.folder / "kinematics"
-        folder.mkdir(parents=True, exist_ok=True)
-        trc = write_trc(folder / f"{request.stem}.trc", joints, skeleton, fps)
-        paths["kinematics"] = inverse_kinematics(trc, marker_set(skeleton), folder).motion
+        paths["kinematics"] = take_kinematics(joints, skeleton, fps, request.folder / "kinematics", request.stem).motion
     return paths
