@@ -41,7 +41,7 @@ import numpy as np
 from calibration.errors import TriangulumError
 from engines.skeleton import Skeleton
 
-# (joint, parent, rest direction of the bone from the parent to it, Y-up, +Z forward, +X left)
+# Rest directions: Y up, the person facing +Z, their left +X.
 _X, _Y, _Z = np.eye(3)
 _DOWN_FORWARD = np.array([0.0, -0.45, 1.0]) / np.linalg.norm([0.0, -0.45, 1.0])
 
@@ -63,14 +63,22 @@ class RigJoint:
     rest_twist: np.ndarray | None = None
 
 
+_SHARED = {"neck"}  # points both sides use as they are (the clavicles start where the neck does)
+
+
 def _side(s: str, spec: list[tuple]) -> list[tuple]:
+    """One side's joints: names and "*" parents get the side, points its prefix, rest
+    directions their mirror."""
     sign = 1.0 if s == "Left" else -1.0
-    k = s[0].lower()
+
+    def point(p: str) -> str:
+        return p if p in _SHARED else f"{s[0].lower()}_{p}"
+
     out = []
     for name, parent, at, aim, rest, twist, rest_twist in spec:
         rest = np.array([sign * rest[0], rest[1], rest[2]])
-        out.append((s + name, parent.replace("*", s), f"{k}_{at}", f"{k}_{aim}", rest,
-                    f"{k}_{twist}" if twist else None, rest_twist))
+        out.append((s + name, parent.replace("*", s), point(at), point(aim), rest,
+                    point(twist) if twist else None, rest_twist))
     return out
 
 
@@ -83,7 +91,7 @@ def _spec() -> list[tuple]:
         ("Head", "Neck", "head", "head_end", _Y, "ear_line", _X),
     ]
     arm = [
-        ("Shoulder", "Spine1", "neck_base", "shoulder", _X, None, None),
+        ("Shoulder", "Spine1", "neck", "shoulder", _X, None, None),
         ("Arm", "*Shoulder", "shoulder", "elbow", _X, "wrist", _Z),
         ("ForeArm", "*Arm", "elbow", "wrist", _X, "palm", _Z),
         ("Hand", "*ForeArm", "wrist", "hand_end", _X, "palm", _Z),
@@ -94,18 +102,12 @@ def _spec() -> list[tuple]:
         ("Foot", "*Leg", "ankle", "ball", _DOWN_FORWARD, None, None),
         ("ToeBase", "*Foot", "ball", "toe", _Z, None, None),
     ]
-    out = [(n, p, a, b, r, t, rt) for n, p, a, b, r, t, rt in trunk]
+    out = list(trunk)
     for s in ("Left", "Right"):
         out += _side(s, arm)
     for s in ("Left", "Right"):
         out += _side(s, leg)
     return out
-
-
-def _fix_shared(spec: list[tuple]) -> list[tuple]:
-    # The clavicles start where the neck does; the hips' twist and the trunk points are shared.
-    return [(n, p, a.replace("l_neck_base", "neck").replace("r_neck_base", "neck"), b, r, t, rt)
-            for n, p, a, b, r, t, rt in spec]
 
 
 def rig_points(joints: np.ndarray, skeleton: Skeleton) -> dict[str, np.ndarray]:
@@ -193,7 +195,7 @@ def build_rig(points: dict[str, np.ndarray]) -> Rig:
     take never has are left out with everything below them."""
     have = {k for k, v in points.items() if np.isfinite(v).all(-1).any()}
     kept: list[tuple] = []
-    for s in _fix_shared(_spec()):
+    for s in _spec():
         if s[2] in have and s[3] in have and (not s[1] or any(k[0] == s[1] for k in kept)):
             kept.append(s)
 
