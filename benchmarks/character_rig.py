@@ -22,13 +22,9 @@ sys.path.insert(0, str(ROOT))
 from app.export.bvh import solve_motion  # noqa: E402
 from app.export.conventions import world_to_yup  # noqa: E402
 from app.export.floor import FloorConfig  # noqa: E402
+from app.export.rig import SITS_ON as ON  # noqa: E402
 from app.export.rig import forward  # noqa: E402
 from engines.skeleton import BLAZEPOSE33  # noqa: E402
-
-ON = {"LeftArm": "left_shoulder", "RightArm": "right_shoulder", "LeftForeArm": "left_elbow",
-      "RightForeArm": "right_elbow", "LeftHand": "left_wrist", "RightHand": "right_wrist",
-      "LeftUpLeg": "left_hip", "RightUpLeg": "right_hip", "LeftLeg": "left_knee", "RightLeg": "right_knee",
-      "LeftFoot": "left_ankle", "RightFoot": "right_ankle"}
 
 
 def measure(joints: np.ndarray, fps: float, floor: FloorConfig | None) -> dict:

@@ -17,14 +17,10 @@ with contextlib.redirect_stderr(io.StringIO()):  # bpy's NumPy 1.x build warns u
 
 from app.export.blend import write_blend  # noqa: E402
 from app.export.bvh import write_bvh  # noqa: E402
+from app.export.rig import SITS_ON as ON  # noqa: E402
 from app.sample import sample_calibration  # noqa: E402
 from calibration.formats import convert  # noqa: E402
 from engines.skeleton import BLAZEPOSE33  # noqa: E402
-
-ON = {"LeftArm": "left_shoulder", "RightArm": "right_shoulder", "LeftForeArm": "left_elbow",
-      "RightForeArm": "right_elbow", "LeftHand": "left_wrist", "RightHand": "right_wrist",
-      "LeftUpLeg": "left_hip", "RightUpLeg": "right_hip", "LeftLeg": "left_knee", "RightLeg": "right_knee",
-      "LeftFoot": "left_ankle", "RightFoot": "right_ankle"}
 
 
 def heads(arm) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from shared_data import TEST_DATA
 
 from app.export.bvh import BvhConfig, solve_motion, write_bvh
 from app.export.floor import FloorConfig
+from app.export.rig import SITS_ON as ON
 from app.export.trc import read_trc
 from calibration.errors import TriangulumError
 from engines.skeleton import BLAZEPOSE33, COCO17, H36M17, Skeleton, convert
@@ -122,11 +123,7 @@ def _angle_deg(a, b):
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-# rig joint -> the take's joint it sits on (the toe's End Site sits on the toe tip)
-ON = {"LeftArm": "left_shoulder", "RightArm": "right_shoulder", "LeftForeArm": "left_elbow",
-      "RightForeArm": "right_elbow", "LeftHand": "left_wrist", "RightHand": "right_wrist",
-      "LeftUpLeg": "left_hip", "RightUpLeg": "right_hip", "LeftLeg": "left_knee", "RightLeg": "right_knee",
-      "LeftFoot": "left_ankle", "RightFoot": "right_ankle"}
+# child -> parent of the standard humanoid chain (the right side mirrors the left)
 CHAIN = {"Spine": "Hips", "Spine1": "Spine", "Neck": "Spine1", "Head": "Neck", "LeftShoulder": "Spine1",
          "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm", "LeftHand": "LeftForeArm", "LeftUpLeg": "Hips",
          "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg", "LeftToeBase": "LeftFoot"}

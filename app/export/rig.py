@@ -63,6 +63,13 @@ class RigJoint:
     rest_twist: np.ndarray | None = None
 
 
+# Rig joint -> the take joint it sits on, where the take has that joint itself (the others sit
+# on points made from several: the spine, neck, head, clavicles, ball of the foot). The toe's
+# End Site sits on the foot index (BlazePose) or big toe.
+SITS_ON = {f"{s}{rig}": f"{s.lower()}_{joint}" for rig, joint in (
+    ("Arm", "shoulder"), ("ForeArm", "elbow"), ("Hand", "wrist"), ("UpLeg", "hip"), ("Leg", "knee"),
+    ("Foot", "ankle")) for s in ("Left", "Right")}
+
 _SHARED = {"neck"}  # points both sides use as they are (the clavicles start where the neck does)
 
 
