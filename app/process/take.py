@@ -304,6 +304,16 @@ def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
     return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads)
 
 
+def frame_range(config: ProcessConfig, take: Take) -> tuple[int, int]:
+    """The frame sets start..stop-1 that `config` asks for, within the take."""
+    start = max(config.start, 0)
+    stop = take.frames if config.stop is None else min(config.stop, take.frames)
+    if stop <= start:
+        raise TriangulumError(f"no frames to process: the take has {take.frames} frame sets and the range is "
+                              f"{start}..{stop}.")
+    return start, stop
+
+
 def process_take(take: Take, config: ProcessConfig | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  pipeline: FramePipeline | None = None) -> TakeResult:
@@ -312,11 +322,7 @@ def process_take(take: Take, config: ProcessConfig | None = None,
     progress(done, total) is called after every frame set.
     """
     config = fit_to_take(config or ProcessConfig(), take)
-    start = max(config.start, 0)
-    stop = take.frames if config.stop is None else min(config.stop, take.frames)
-    if stop <= start:
-        raise TriangulumError(f"no frames to process: the take has {take.frames} frame sets and the range is "
-                              f"{start}..{stop}.")
+    start, stop = frame_range(config, take)
     with torch_threads(config.threads if config.backend == "torch" else 1):
         t_init = clock()
         pipeline = pipeline or make_pipeline(take, config)
@@ -369,11 +375,7 @@ def process_views(take: Take, views: list[list[ViewPeople]], skeleton: Skeleton,
     """process_take for 2D that is already there (read from files: app.process.keypoints):
     views[k] holds frame set k's ViewPeople in rig order; the 3D keeps `skeleton`."""
     config = fit_to_take(config or ProcessConfig(), take)
-    start = max(config.start, 0)
-    stop = len(views) if config.stop is None else min(config.stop, len(views))
-    if stop <= start:
-        raise TriangulumError(f"no frames to process: the keypoints have {len(views)} frame sets and the range is "
-                              f"{start}..{stop}.")
+    start, stop = frame_range(config, take)  # the keypoints give the take one frame set per views[k]
     pipeline = FramePipeline(take.rig, None, config.pipeline, skeleton)
     timings: dict[str, float] = {"load_models": 0.0, "decode": 0.0}
     frames: list[FrameResult] = []
