@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from app.export import FORMATS
+    from app.export.trc import MARKER_NAMES
     from calibration.units import CHOICES as UNIT_CHOICES
 
     p = subparsers.add_parser(
@@ -64,15 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skeleton", metavar="NAME", help="with --keypoints: the keypoints' skeleton (body25, body25b, "
                    "coco18, coco17, halpe26, blazepose33; default: told from the joint count, 25 = body25)")
     p.add_argument("--fps", type=float, help="with --keypoints: the frame rate of the keypoint files")
-    p.add_argument("--trc-names", choices=("opensim", "triangulum"), default="opensim",
+    p.add_argument("--trc-names", choices=MARKER_NAMES, default="opensim",
                    help="TRC marker names: opensim (default; Pose2Sim's marker set: LHip, LBigToe...) or "
                    "triangulum (left_hip, left_foot_index...)")
     p.add_argument("--kinematics", action="store_true",
                    help="scale an OpenSim model to each person and run inverse kinematics: writes "
                    "kinematics/<person>.osim, joint angles (.mot), marker errors and a joint-angle plot "
                    "(needs OpenSim and Pose2Sim's model files: pip install 'triangulum[opensim]' && pip install --no-deps pose2sim)")
-    p.add_argument("--height", type=float, metavar="M", help="with --kinematics: the participant's height in m "
-                   "(default: measured from the markers)")
+    p.add_argument("--height", type=float, metavar="M", help="with --kinematics: the participant's height in m, "
+                   "recorded in the scaled model (OpenSim scales the segments by the markers, not by height)")
     p.add_argument("--mass", type=float, default=70.0, metavar="KG",
                    help="with --kinematics: the participant's mass in kg (default 70)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
