@@ -32,7 +32,7 @@ def blender(tmp_path_factory):
     out = tmp_path_factory.mktemp("blender")
     np.savez(out / "take.npz", joints=joints, fps=result.take.fps,
              contacts_left=motion.contacts["Left"], contacts_right=motion.contacts["Right"])
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "blender_check.py"), str(out / "take.npz"), str(out)],
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "blender_check.py"), str(out / "take.npz"), str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1]), motion

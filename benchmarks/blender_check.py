@@ -1,5 +1,6 @@
 """Run by tests/test_blender.py in its own process (Blender's module keeps global state):
-python tests/blender_check.py TAKE.npz OUT_DIR -> prints one JSON line of measurements.
+python benchmarks/blender_check.py TAKE.npz OUT_DIR -> prints one JSON line of measurements
+(also run by benchmarks/character_rig.py --blender).
 
 TAKE.npz holds joints (F, 33, 3) world metres, fps, and contacts_left/right (F,) bool.
 """
