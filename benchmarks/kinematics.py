@@ -13,12 +13,13 @@
    (same model, marker set and scaling procedure). Target: RMSE <= 5 degrees for hip, knee
    and ankle flexion.
 
-    python benchmarks/kinematics.py [--clips 4] [--frames 600] [--json out.json]
+    python benchmarks/kinematics.py [--clips 4] [--frames 600] [--view-failure 0] [--noise-free] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def sample_rows(work: Path) -> dict:
     return rows
 
 
-def synthetic_rows(work: Path, clips: int, frames: int, methods: list[str], view_failure: float | None) -> dict:
+def synthetic_rows(work: Path, clips: int, frames: int, methods: list[str], view_failure: float | None,
+                   noise_free: bool = False) -> dict:
     from app.process.handedness import apply_flips, solve_take
     from app.process.reconstruct import TriangulationConfig, triangulate_joints
     from app.process.take import TemporalConfig, smooth
@@ -109,6 +111,9 @@ def synthetic_rows(work: Path, clips: int, frames: int, methods: list[str], view
     work.mkdir(parents=True, exist_ok=True)
     data = load_clips(MOCAP_DIR, TEST_SUBJECTS, step=1)
     model = ErrorModel.load(WEIGHTS.with_name("error_model.toml"))
+    if noise_free:  # the benchmark's own floor: exact 2D, only filtering, scaling and IK differ
+        zero = [0.0] * len(model.sigma)
+        model = dataclasses.replace(model, sigma=zero, p_outlier=zero, p_swap=zero, p_miss=zero, view_failure=0.0)
     studio = convert(sample_calibration())
     rng = np.random.default_rng(2026)
     errors = {m: {a: [] for a in ANGLES} for m in methods}
@@ -149,7 +154,7 @@ def synthetic_rows(work: Path, clips: int, frames: int, methods: list[str], view
         per_clip.append(row)
     pooled = {m: {a: float(np.sqrt(np.nanmean(np.concatenate(e[a]) ** 2))) for a in ANGLES} for m, e in errors.items()}
     return {"clips": per_clip, "rmse_deg": pooled, "subject": TEST_SUBJECTS, "fps": fps,
-            "view_failure": model.view_failure if view_failure is None else view_failure}
+            "view_failure": model.view_failure if view_failure is None else view_failure, "noise_free": noise_free}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="algebraic,learned", help="triangulation methods for the synthetic takes")
     p.add_argument("--view-failure", type=float, help="whole-view failures per view and frame in the synthetic 2D "
                    "(default the fitted model's rate; 0: people already matched across views)")
+    p.add_argument("--noise-free", action="store_true", help="exact 2D in the synthetic takes: what the "
+                   "benchmark itself (filter, scaling, IK) costs")
     p.add_argument("--json", type=Path, help="also write the figures here")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         report = {"sample": sample_rows(Path(tmp)), "synthetic": synthetic_rows(
-            Path(tmp) / "synthetic", a.clips, a.frames, a.methods.split(","), a.view_failure)}
+            Path(tmp) / "synthetic", a.clips, a.frames, a.methods.split(","), a.view_failure, a.noise_free)}
     s = report["sample"]
     print(f"built-in sample: IK marker RMS (median over frames) ours {s['ours_marker_rms_cm']:.1f} cm"
           + (f", Pose2Sim's reconstruction {s['peer_marker_rms_cm']:.1f} cm" if "peer_marker_rms_cm" in s else ""))
@@ -180,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPose2Sim.kinematics: {pk}")
     y = report["synthetic"]
     print(f"\nsynthetic takes (CMU subject {', '.join(y['subject'])}, 4 cameras, fitted BlazePose errors, whole-view "
-          f"failures {y['view_failure']:.0%} per view and frame), joint angles vs IK on the truth:")
+          f"failures {y['view_failure']:.0%} per view and frame{', NOISE-FREE 2D' if y['noise_free'] else ''}), "
+          "joint angles vs IK on the truth:")
     print("\n| clip | rig | method | IK frames | MPJPE (mm) | IK marker RMS (cm) | " + " | ".join(ANGLES) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(ANGLES))
     for c in y["clips"]:
