@@ -16,3 +16,11 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, metavar="PATH",
                    help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
                    "instead of the shipped weights")
+
+
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    """--precision of the landmark network, as `process` and `capture` take it (the choices are
+    app.process.pipeline.PRECISIONS, not imported here: it would load the whole pipeline)."""
+    p.add_argument("--precision", choices=("float", "int8"), default="float",
+                   help="landmark network: float (default) or int8 (ONNX Runtime static quantisation, about 1.9x "
+                   "faster per crop here; moves the 2D by a few px: benchmarks/process_quality.py --speed-options)")

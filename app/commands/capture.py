@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from app.capture.frames import clock
 from app.capture.live import CaptureConfig, CaptureStats, LiveCapture
 from app.capture.recorder import CODECS, RecorderConfig
-from app.commands import add_method_arguments
+from app.commands import add_method_arguments, add_precision_argument
 from calibration.errors import TriangulumError
 from calibration.units import CHOICES as UNIT_CHOICES
 
@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the 2D model (default 1: the sources decode on the other cores; "
                    "0: the runtime's choice)")
+    add_precision_argument(p)
     p.set_defaults(func=run)
 
 
@@ -105,7 +106,7 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
     config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"),
                            str(args.weights) if getattr(args, "weights", None) else None)
     rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
-    return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None)
+    return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None, args.precision)
 
 
 def check_cameras(cameras: list[str], rig: Rig) -> None:

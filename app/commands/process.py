@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.commands import add_method_arguments
+from app.commands import add_method_arguments, add_precision_argument
 from calibration.errors import TriangulumError
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the 2D model (default 1: videos are decoded on another core; "
                    "0: the runtime's choice)")
+    add_precision_argument(p)
     p.set_defaults(func=run)
 
 
@@ -123,7 +124,7 @@ def build_config(args: argparse.Namespace):
     return ProcessConfig(
         pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method, weights=weights)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
-        backend=args.backend, threads=args.threads or None,
+        backend=args.backend, threads=args.threads or None, precision=args.precision,
     )
 
 

@@ -69,7 +69,8 @@ class TemporalConfig:
 class ProcessConfig:
     """An offline run. people: "1" (main performer) or "all"; person: the ID to keep with
     people="1" (as numbered in a previous run's report); start/stop: frame set range;
-    backend: BlazePose runtime ("onnxruntime", "torch"); relink_gap_s, relink_distance_m:
+    backend: BlazePose runtime ("onnxruntime", "torch"); precision: the landmark
+    network's, "float" or "int8" (app.process.pipeline.PRECISIONS); relink_gap_s, relink_distance_m:
     how long and how far apart a lost track may reappear and keep its ID; min_frames: frames
     a person must be seen in to be reported with people="all"."""
 
@@ -81,6 +82,7 @@ class ProcessConfig:
     stop: int | None = None
     backend: str = "onnxruntime"
     threads: int | None = 1
+    precision: str = "float"
     relink_gap_s: float = 1.0
     relink_distance_m: float = 0.5
     min_frames: int = 5
@@ -301,7 +303,7 @@ def fit_to_take(config: ProcessConfig, take: Take) -> ProcessConfig:
 
 
 def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
-    return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads)
+    return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads, config.precision)
 
 
 def frame_range(config: ProcessConfig, take: Take) -> tuple[int, int]:

@@ -47,18 +47,22 @@ class TorchBackend:
 
 
 class OnnxRuntimeBackend:
-    """Both models exported to ONNX (dynamic batch) and run by ONNX Runtime."""
+    """Both models exported to ONNX (dynamic batch) and run by ONNX Runtime.
+
+    landmark_path: another landmark graph with the same inputs and outputs (the int8 one of
+    engines.blazepose.quantize) instead of the float export.
+    """
 
     name = "onnxruntime"
 
     def __init__(self, model_dir: Path | None = None, providers: list[str] | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, landmark_path: Path | None = None):
         from engines.export_onnx import ensure_exported
         from engines.runtimes.onnx_runtime import OnnxRuntimeModel
 
         paths = ensure_exported(model_dir, dynamic=True)
         self.detector = OnnxRuntimeModel(paths["detector"], providers=providers, threads=threads)
-        self.landmark = OnnxRuntimeModel(paths["landmark"], providers=providers, threads=threads)
+        self.landmark = OnnxRuntimeModel(landmark_path or paths["landmark"], providers=providers, threads=threads)
 
     def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return self.detector(images=images)
