@@ -348,3 +348,53 @@ def test_sixty_seconds_of_four_paced_videos_with_pose_keeps_memory_flat(pipeline
         # schedule however slow the consumers were.
         assert cam.frames + cam.dropped >= 0.95 * fps * 60, f"{cam}"
         assert cam.frames > 0
+
+
+class _TwoStages:
+    """A pipeline with the two-stage protocol: records which thread ran each stage; stage 1
+    fails on set 3 and stage 2 on set 5 (each must skip only its set)."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, set[str]] = {"first": set(), "second": set()}
+
+    def process(self, frameset):  # pragma: no cover - the worker uses split()
+        raise AssertionError("a pipelining worker calls the stages")
+
+    def split(self):
+        return self.first, self.second
+
+    def first(self, frameset):
+        self.threads["first"].add(threading.current_thread().name)
+        if frameset.index == 3:
+            raise ValueError("bad 2D")
+        time.sleep(0.01)
+        return frameset.index * 10
+
+    def second(self, frameset, found):
+        self.threads["second"].add(threading.current_thread().name)
+        if frameset.index == 5:
+            raise ValueError("bad 3D")
+        assert found == frameset.index * 10
+        return PoseFrame(frameset.index, frameset.t, (), np.zeros((0, 3)), np.zeros((0, 0, 2)), np.zeros((0, 0)),
+                         np.zeros((0, 0, 2)), timings={"first": 0.0})
+
+
+def test_a_two_stage_pipeline_runs_pipelined_in_order_and_a_failure_skips_only_its_set():
+    pipeline = _TwoStages()
+    capture = LiveCapture(CaptureConfig(sources=["test:a?fps=30&frames=12", "test:b?fps=30&frames=12"],
+                                        mode="lockstep"), pipeline)
+    capture.open()
+    box = capture.worker.subscribe(capacity=100, images=False)  # keeping images would use up the buffers
+    capture.start()
+    deadline = time.monotonic() + 30
+    while not capture.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    capture.stop()
+    poses = []
+    while (p := box.get(timeout=0)) is not None:
+        poses.append(p)
+    assert [p.index for p in poses] == [k for k in range(12) if k not in (3, 5)]
+    assert pipeline.threads == {"first": {"pose-worker"}, "second": {"pose-worker-3d"}}
+    stats = capture.worker.stats()
+    assert stats.errors == 2 and "bad" in stats.last_error
+    assert all(p.timings["process"] >= 0.01 for p in poses)  # both stages' time (the first sleeps 10 ms)

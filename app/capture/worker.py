@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -40,6 +41,12 @@ class PosePipeline(Protocol):
     """
 
     def process(self, frameset: FrameSet) -> PoseFrame: ...
+
+
+# A pipeline may also offer `split() -> (first, second)`: first(frameset) -> x and
+# second(frameset, x) -> PoseFrame, whose composition is `process`. The worker then runs the
+# two on two threads, the first on set n + 1 while the second finishes set n (FramePipeline:
+# 2D, then association and 3D), so a set costs the slower stage instead of their sum.
 
 
 class PreviewPipeline:
@@ -136,9 +143,11 @@ def lower_thread_priority(niceness: int) -> bool:
 class PoseWorker:
     """Runs `pipeline` on sets from `sync` and publishes PoseFrames to subscribers."""
 
-    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0) -> None:
+    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0,
+                 pipelined: bool = True) -> None:
         self.sync = sync
         self.niceness = niceness
+        self.pipelined = pipelined
         self.pipeline = pipeline
         self._subscribers: list[Mailbox] = []
         self._lock = threading.Lock()
@@ -186,6 +195,14 @@ class PoseWorker:
 
     def _run(self) -> None:
         lower_thread_priority(self.niceness)
+        split = getattr(self.pipeline, "split", None) if self.pipelined else None
+        second = None
+        if split is not None:
+            first, finish = split()
+            handoff: queue.Queue = queue.Queue(maxsize=1)
+            second = threading.Thread(target=self._run_second, args=(finish, handoff), name="pose-worker-3d",
+                                      daemon=True)
+            second.start()
         try:
             while not self._stop.is_set():
                 frameset = self.sync.get(timeout=0.1)
@@ -193,29 +210,75 @@ class PoseWorker:
                     if self.sync.finished:
                         break
                     continue
-                self._handle(frameset)
+                if second is None:
+                    self._handle(frameset)
+                else:
+                    self._first_stage(first, frameset, handoff)
                 del frameset  # the set's image buffers go back to the pools
         finally:
+            if second is not None:
+                self._put(handoff, None, wait=True)  # the second stage ends after what is queued
+                second.join()
             with self._lock:
                 boxes = list(self._subscribers)
             for box in boxes:
                 box.close()
+
+    def _put(self, handoff: queue.Queue, item, wait: bool = False) -> None:
+        """Hand `item` to the second stage, waiting while it is busy (a newer set is worth
+        more than a queue of old ones, so the first stage waits rather than runs ahead)."""
+        while True:
+            try:
+                handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set() and not wait:
+                    return
+
+    def _first_stage(self, first, frameset: FrameSet, handoff: queue.Queue) -> None:
+        t0 = clock()
+        try:
+            found = first(frameset)
+        except Exception as exc:  # one bad set must not end live capture
+            self._failed(frameset, exc)
+            return
+        self._put(handoff, (frameset, found, t0, clock() - t0))
+
+    def _run_second(self, finish, handoff: queue.Queue) -> None:
+        lower_thread_priority(self.niceness)
+        while (item := handoff.get()) is not None:
+            frameset, found, t0, busy = item
+            t1 = clock()
+            try:
+                pose = finish(frameset, found)
+            except Exception as exc:
+                self._failed(frameset, exc)
+                continue
+            self._publish(frameset, pose, t0, busy + clock() - t1)
+            del item, frameset, found
+
+    def _failed(self, frameset: FrameSet, exc: Exception) -> None:
+        with self._lock:
+            self._errors += 1
+            first = self._errors == 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+        (log.exception if first else log.debug)("pose pipeline failed on set %d", frameset.index, exc_info=exc)
 
     def _handle(self, frameset: FrameSet) -> None:
         t0 = clock()
         try:
             pose = self.pipeline.process(frameset)
         except Exception as exc:  # one bad set must not end live capture
-            with self._lock:
-                self._errors += 1
-                first = self._errors == 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
-            (log.exception if first else log.debug)("pose pipeline failed on set %d", frameset.index)
+            self._failed(frameset, exc)
             return
-        t1 = clock()
+        self._publish(frameset, pose, t0, clock() - t0)
+
+    def _publish(self, frameset: FrameSet, pose: PoseFrame, t0: float, busy: float) -> None:
+        """Stamp the worker's timings on `pose` (t0: processing started; busy: seconds of
+        processing, which pipelined is less than t0 -> now) and hand it to every subscriber."""
         pose.timings["sync"] = frameset.t_ready - frameset.t
         pose.timings["wait"] = t0 - frameset.t_ready
-        pose.timings["process"] = t1 - t0
+        pose.timings["process"] = busy
         pose.frameset = frameset
         pose.t_published = clock()
         pose.timings["latency"] = pose.latency

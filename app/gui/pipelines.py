@@ -56,8 +56,18 @@ class PersonBoxPipeline:
     def __init__(self, inner: FramePipeline) -> None:
         self.inner = inner
 
+    def use_rig(self, rig: Rig) -> None:
+        self.inner.use_rig(rig)
+
     def process(self, frameset: FrameSet) -> PersonPoseFrame:
-        pose = self.inner.process(frameset)
+        return self._with_boxes(self.inner.process(frameset))
+
+    def split(self):
+        """The inner pipeline's two stages (PoseWorker pipelining), boxes added by the second."""
+        first, second = self.inner.split()
+        return first, lambda frameset, found: self._with_boxes(second(frameset, found))
+
+    def _with_boxes(self, pose: PoseFrame) -> PersonPoseFrame:
         rois = np.full((len(pose.cameras), 4, 2), np.nan)
         result, main = self.inner.last, self.inner.main
         k = None if result is None or main is None else result.association.person(main)

@@ -120,6 +120,15 @@ class FramePipeline:
         self._handedness: dict[int, OnlineHandedness] = {}
         self._smoothers: dict[int, OneEuroFilter] = {}
 
+    def use_rig(self, rig: Rig) -> None:
+        """Reconstruct with `rig` from now on (the same cameras fitted to their sources' sizes:
+        LiveCapture calls this once the sources are open); forgets the 3D tracks."""
+        if rig.names != self.rig.names:
+            raise TriangulumError(f"use_rig: cameras {rig.names} differ from the pipeline's {self.rig.names}.")
+        self.rig = rig
+        self.people3d = PersonTracker(rig, self.skeleton, self.config.association)
+        self.reset()
+
     def reset(self) -> None:
         if self.people2d is not None:
             self.people2d.reset()
@@ -130,6 +139,13 @@ class FramePipeline:
 
     def observe(self, frameset: FrameSet) -> FrameResult:
         """2D people in every view and their association into 3D people."""
+        views, seconds = self.observe2d(frameset)
+        return self.observe_views(frameset.index, frameset.t, views, seconds)
+
+    def observe2d(self, frameset: FrameSet) -> tuple[list[ViewPeople], float]:
+        """The first stage: 2D people in every view (rig order) and the seconds it took. It
+        depends only on the 2D tracks of the sets before, so a worker may run it on the next
+        set while `process3d` finishes this one (`split`)."""
         t0 = clock()
         by_camera = {f.camera: f for f in frameset.frames}
         unknown = [c for c in by_camera if c not in self.rig.names]
@@ -139,7 +155,7 @@ class FramePipeline:
         decoded = [pose_image(by_camera[c], self.config.pose_min_side) if c in by_camera else (None, 1.0)
                    for c in self.rig.names]
         views = self.people2d([im for im, _ in decoded], [s for _, s in decoded])
-        return self.observe_views(frameset.index, frameset.t, views, clock() - t0)
+        return views, clock() - t0
 
     def observe_views(self, index: int, t: float, views: list[ViewPeople], pose2d_s: float = 0.0) -> FrameResult:
         """Association into 3D people of 2D people already found: views (C,) in rig order
@@ -177,7 +193,9 @@ class FramePipeline:
                     np.zeros((len(self.rig), J)), {})
         t0 = clock()
         kp, cf = person_arrays(result.views, result.association.members[k], J)
-        fixer = self._handedness.setdefault(track_id, OnlineHandedness(self.rig, self.skeleton, self.config.handedness))
+        if track_id not in self._handedness:
+            self._handedness[track_id] = OnlineHandedness(self.rig, self.skeleton, self.config.handedness)
+        fixer = self._handedness[track_id]
         flips = fixer(kp, cf)
         kp, cf = apply_flips(kp[:, None], cf[:, None], {p: f[None] for p, f in flips.items()}, self.skeleton)
         kp, cf = kp[:, 0], cf[:, 0]
@@ -185,14 +203,26 @@ class FramePipeline:
         joints, _ = triangulate_joints(self.rig, kp, cf, self.config.triangulation)
         t2 = clock()
         if self.config.one_euro is not None:
-            smoother = self._smoothers.setdefault(track_id, OneEuroFilter(self.config.one_euro))
+            if track_id not in self._smoothers:
+                self._smoothers[track_id] = OneEuroFilter(self.config.one_euro)
+            smoother = self._smoothers[track_id]
             joints = smoother(joints, result.t)
         t3 = clock()
         return joints, kp, cf, {"handedness": t1 - t0, "triangulate": t2 - t1, "filter": t3 - t2}
 
     def process(self, frameset: FrameSet) -> PoseFrame:
         """The PoseWorker protocol: the main performer's PoseFrame for one set."""
-        result = self.observe(frameset)
+        return self.process3d(frameset, self.observe2d(frameset))
+
+    def split(self):
+        """The two stages of `process` for a pipelining worker: observe2d(frameset) -> x, then
+        process3d(frameset, x) -> PoseFrame, each called in set order by one thread."""
+        return self.observe2d, self.process3d
+
+    def process3d(self, frameset: FrameSet, found: tuple[list[ViewPeople], float]) -> PoseFrame:
+        """The second stage: association, left/right, triangulation and filter of one set's 2D
+        (`observe2d`'s result) -> the main performer's PoseFrame."""
+        result = self.observe_views(frameset.index, frameset.t, *found)
         # Per-person online state lives only as long as the person's track.
         for states in (self._handedness, self._smoothers):
             for gone in [k for k in states if k not in self.people3d.tracks]:
@@ -243,12 +273,33 @@ def online_config(method: str = "algebraic", smoothing: str = "none", pose_decod
                           pose_min_side=REDUCED_MIN_SIDE if pose_decode == "reduced" else None)
 
 
+PRECISIONS = ("float", "int8")
+
+
+def landmark_graph(precision: str):
+    """The landmark network's ONNX file for `precision` (None: the float export). int8 is
+    calibrated on the built-in sample's first 60 frames (made once, ~20 s, then cached)."""
+    if precision == "float":
+        return None
+    if precision != "int8":
+        raise TriangulumError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
+    from app.sample import sample_videos
+    from engines.blazepose.quantize import ensure_quantized
+
+    return ensure_quantized(sample_videos())
+
+
 def build_frame_pipeline(rig: Rig, config: PipelineConfig | None = None, backend: str = "onnxruntime",
-                         threads: int | None = None) -> FramePipeline:
+                         threads: int | None = None, precision: str = "float") -> FramePipeline:
     """A FramePipeline for `rig` with BlazePose on `backend` ("onnxruntime", "torch",
-    "tensorrt") using `threads` CPU threads (None: the runtime's choice). Loads the 2D
-    models, which takes a moment."""
+    "tensorrt") using `threads` CPU threads (None: the runtime's choice); precision "int8"
+    runs the quantised landmark network (ONNX Runtime only). Loads the 2D models, which
+    takes a moment."""
     kwargs = {"threads": threads} if threads else {}
+    if precision != "float":
+        if backend != "onnxruntime":
+            raise TriangulumError(f"precision {precision} runs on ONNX Runtime; use --backend onnxruntime.")
+        kwargs["landmark_path"] = landmark_graph(precision)
     return FramePipeline(rig, BlazePoseEstimator(backend, **kwargs), config)
 
 
