@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from calibration.camera import Camera
 from calibration.errors import TriangulumError
 
 METHODS = ("dlt", "svd", "robust", "ransac")
+CROP_TOLERANCE_PX = 16  # a source this much narrower/shorter than calibrated is taken as cropped
 
 
 @dataclass
@@ -147,3 +148,27 @@ class Rig:
             raise TriangulumError(
                 f"points have shape {points.shape}; expected ({len(self)}, ..., 2), one slice per camera {self.names}."
             )
+
+
+def fit_source_size(rig: Rig, camera: str, size: tuple[int, int], what: str, warnings: list[str]) -> Rig:
+    """The rig fitted to a source of `size` (width, height) for `camera` (a video, a live
+    source: `what` names it in messages). Equal: the rig. Up to CROP_TOLERANCE_PX narrower or
+    shorter: the source is taken as cropped on the right/bottom (pixel coordinates, and so the
+    intrinsics, unchanged; the camera's size set to the source's), with a warning appended.
+    Anything else (another resolution, rotated) is an error: the calibration would project
+    into the wrong pixels."""
+    cam = rig[camera]
+    (cw, ch), (vw, vh) = cam.size, (int(size[0]), int(size[1]))
+    if (vw, vh) == (cw, ch):
+        return rig
+    if vw <= cw and vh <= ch and cw - vw <= CROP_TOLERANCE_PX and ch - vh <= CROP_TOLERANCE_PX:
+        warnings.append(
+            f"camera '{camera}': {what} is {vw}x{vh} but was calibrated at {cw}x{ch}; treating it as "
+            f"cropped by {cw - vw} px on the right and {ch - vh} px at the bottom (intrinsics unchanged)."
+        )
+        cameras = [replace(c, size=(vw, vh)) if c.name == camera else c for c in rig.cameras]
+        return Rig(cameras, dict(rig.metadata))
+    raise TriangulumError(
+        f"camera '{camera}': {what} is {vw}x{vh} px but the calibration is for {cw}x{ch} px; "
+        f"record at the calibrated size or recalibrate the camera at {vw}x{vh}."
+    )

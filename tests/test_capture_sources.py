@@ -218,3 +218,43 @@ def test_lockstep_capture_reads_paced_specs_unpaced_and_refuses_webcams():
     assert capture.stats().sync.sets == 25
     with pytest.raises(TriangulumError, match="lock-step"):
         LiveCapture(CaptureConfig(sources=["webcam:0"], mode="lockstep"))
+
+
+class _RigUser:
+    """A pipeline that only records the rig the capture hands it."""
+
+    def __init__(self) -> None:
+        self.rig = None
+
+    def use_rig(self, rig) -> None:
+        self.rig = rig
+
+    def process(self, frameset):  # pragma: no cover - not started
+        raise AssertionError
+
+
+def test_live_sources_are_checked_against_the_calibrated_sizes_as_offline():
+    from calibration.camera import Camera
+    from calibration.rig import Rig
+
+    def cam(name, size):
+        return Camera(name, size, np.array([[500.0, 0, size[0] / 2], [0, 500.0, size[1] / 2], [0, 0, 1]]),
+                      np.zeros(5), np.eye(3), np.array([0.0, 0, 3]))
+
+    rig = Rig([cam("a", (640, 480)), cam("b", (640, 480))])
+    # b delivers 8 px less at the bottom: a crop, accepted with the camera's size fitted.
+    pipeline = _RigUser()
+    capture = LiveCapture(CaptureConfig(sources=["test:a?width=640&height=480", "test:b?width=640&height=472"],
+                                        calibration=rig), pipeline)
+    capture.open()
+    try:
+        assert pipeline.rig["b"].size == (640, 472) and pipeline.rig["a"] is rig["a"]
+        assert capture.config.calibration is pipeline.rig
+    finally:
+        for s in capture.sources:
+            s.close()
+    # Half the calibrated size is another resolution: an error naming the camera and both sizes.
+    capture = LiveCapture(CaptureConfig(sources=["test:a?width=320&height=240", "test:b?width=640&height=480"],
+                                        calibration=rig), _RigUser())
+    with pytest.raises(TriangulumError, match=r"camera 'a'.*320x240.*640x480"):
+        capture.open()

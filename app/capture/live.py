@@ -10,6 +10,7 @@ Used by `triangulum capture`, the capture benchmark and the GUI.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from app.capture.stream import PoseStreamer, parse_stream_target
 from app.capture.sync import SyncBuffer, SyncStats, default_tolerance
 from app.capture.worker import PosePipeline, PoseWorker, PreviewPipeline, WorkerStats
 from calibration.errors import TriangulumError
-from calibration.rig import Rig
+from calibration.rig import Rig, fit_source_size
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class LiveCapture:
         ]
         try:
             infos = [g.open() for g in self.grabbers]
+            self._fit_calibration(infos)
             tolerance = cfg.tolerance or default_tolerance(i.fps or 30.0 for i in infos)
             self.sync = SyncBuffer(self.cameras, tolerance, cfg.mode, cfg.sync_depth)
             # Recording live comes first: the pose worker yields the CPU to grabbers and recorder.
@@ -117,7 +119,7 @@ class LiveCapture:
                     for s, i in zip(self.sources, infos, strict=True)
                 ]
                 # In lock-step the files wait for the recorder: every frame is recorded.
-                self.recorder = Recorder(cfg.record, entries, cfg.recorder, cfg.calibration,
+                self.recorder = Recorder(cfg.record, entries, cfg.recorder, self.config.calibration,
                                          hold_back=cfg.mode == "lockstep")
         except BaseException:
             for s in self.sources:
@@ -128,6 +130,23 @@ class LiveCapture:
         for s, i in zip(self.sources, infos, strict=True):
             log.info("camera %s: %s, %dx%d, %s", s.name, s.description, i.width, i.height, i.detail)
         log.info("sync: %s mode, tolerance %.1f ms", cfg.mode, tolerance * 1000)
+
+    def _fit_calibration(self, infos: list) -> None:
+        """Check each source's size against its calibrated camera (as offline processing does)
+        and hand the pipeline and the recording the rig fitted to the sources."""
+        rig = self.config.calibration
+        if rig is None:
+            return
+        notes: list[str] = []
+        for s, i in zip(self.sources, infos, strict=True):
+            if s.name in rig.names and i.width and i.height:
+                rig = fit_source_size(rig, s.name, (i.width, i.height), f"the source {s.description}", notes)
+        for note in notes:
+            log.warning(note)
+        if rig is not self.config.calibration:
+            self.config = dataclasses.replace(self.config, calibration=rig)
+            if hasattr(self.pipeline, "use_rig"):
+                self.pipeline.use_rig(rig)
 
     def start(self) -> None:
         """Start recording, the worker, the stream and the grabbers (opening first if needed)."""

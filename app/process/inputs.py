@@ -23,7 +23,6 @@ between its neighbouring frames (`app.process.take`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from calibration.errors import TriangulumError
 from calibration.formats.detect import convert
-from calibration.rig import Rig
+from calibration.rig import CROP_TOLERANCE_PX, Rig, fit_source_size  # noqa: F401 (re-exported)
 from calibration.takes import (  # noqa: F401 (VideoInfo re-exported)
     Session,
     VideoInfo,
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 CALIBRATION_NAMES = ("calibration.toml", "rig.toml", "Calib.toml", "Calib.qca.txt", "camera_array.toml")
-CROP_TOLERANCE_PX = 16
 SLOWER = 0.98  # a camera under this fraction of the set rate is slower: its 2D is interpolated
 
 
@@ -87,21 +85,7 @@ class Take:
 
 def fit_camera_size(rig: Rig, video: VideoInfo, warnings: list[str]) -> Rig:
     """The rig with `video.camera` resized to the video if it is a small right/bottom crop."""
-    cam = rig[video.camera]
-    (cw, ch), (vw, vh) = cam.size, video.size
-    if (vw, vh) == (cw, ch):
-        return rig
-    if vw <= cw and vh <= ch and cw - vw <= CROP_TOLERANCE_PX and ch - vh <= CROP_TOLERANCE_PX:
-        warnings.append(
-            f"camera '{video.camera}': the video is {vw}x{vh} but was calibrated at {cw}x{ch}; treating it as "
-            f"cropped by {cw - vw} px on the right and {ch - vh} px at the bottom (intrinsics unchanged)."
-        )
-        cameras = [dataclasses.replace(c, size=(vw, vh)) if c.name == cam.name else c for c in rig.cameras]
-        return Rig(cameras, dict(rig.metadata))
-    raise TriangulumError(
-        f"camera '{video.camera}': the video {video.path.name} is {vw}x{vh} px but the calibration is for "
-        f"{cw}x{ch} px; record at the calibrated size or recalibrate the camera at {vw}x{vh}."
-    )
+    return fit_source_size(rig, video.camera, video.size, f"the video {video.path.name}", warnings)
 
 
 def match_videos(videos: list[Path], names: list[str], calibration: str, kind: str = "video") -> dict[str, Path]:
