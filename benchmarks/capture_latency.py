@@ -42,14 +42,18 @@ the newest set), and frames the recorder could not keep.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -62,6 +66,7 @@ from app.capture.recorder import RecorderConfig  # noqa: E402
 from app.capture.spec import open_sources  # noqa: E402
 from app.process.pipeline import (  # noqa: E402
     ONLINE_FILTERS,
+    PRECISIONS,
     FramePipeline,
     build_frame_pipeline,
     online_config,
@@ -69,12 +74,51 @@ from app.process.pipeline import (  # noqa: E402
 )
 from app.process.reconstruct import METHODS  # noqa: E402
 from calibration.formats.detect import convert  # noqa: E402
+from calibration.rig import Rig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pose2sim-demo-single"
 WARMUP = 3.0
 # The worker's stages around the pipeline's own; the pipeline's come from what it reports.
 BEFORE, AFTER = ("sync", "wait"), ("process",)
 NOT_STAGES = {"latency"}  # reported as latency
+
+
+def scaled_videos(folder: Path, scale: float) -> tuple[list[Path], str]:
+    """The four studio videos at `scale` (H.264 by ffmpeg where it is installed, else MPEG-4
+    by OpenCV), or the originals at scale 1 -> paths, codec note."""
+    originals = [DATA / "videos" / f"cam0{i}.mp4" for i in range(1, 5)]
+    if scale == 1:
+        return originals, "the original H.264"
+    out = []
+    ffmpeg = shutil.which("ffmpeg")
+    for src in originals:
+        dst = folder / src.name
+        cap = cv2.VideoCapture(str(src))
+        w, h = (round(cap.get(cv2.CAP_PROP_FRAME_WIDTH) * scale), round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) * scale))
+        if ffmpeg:
+            subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(src), "-vf", f"scale={w}:{h}", "-c:v", "libx264",
+                            "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", str(dst)], check=True)
+        else:
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS), (w, h))
+            while (frame := cap.read()[1]) is not None:
+                writer.write(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA))
+            writer.release()
+        cap.release()
+        out.append(dst)
+    return out, "H.264, ffmpeg" if ffmpeg else "MPEG-4 part 2, OpenCV"
+
+
+def camera_set(videos: list[Path], rig: Rig, scale: float, cameras: int, fps: float) -> tuple[list[str], Rig]:
+    """Source specs and the rig (scaled to the videos) for `cameras` cameras: 2 (cam01, cam03:
+    opposite sides), 4, or 8 (the four again, as cam05..cam08 with copies of their calibration)."""
+    if cameras not in (2, 4, 8):
+        sys.exit(f"error: --cameras {cameras}: choose 2, 4 or 8.")
+    scaled = Rig([c.scaled(scale) if scale != 1 else c for c in rig.cameras], dict(rig.metadata))
+    picks = {2: [0, 2], 4: [0, 1, 2, 3], 8: [0, 1, 2, 3] * 2}[cameras]
+    names = [f"cam{k + 1:02d}" for k in range(cameras)] if cameras == 8 else [scaled.cameras[i].name for i in picks]
+    specs = [f"video:{videos[i]}?fps={fps:g}&loop=1&name={n}" for i, n in zip(picks, names, strict=True)]
+    cams = [dataclasses.replace(scaled.cameras[i], name=n) for i, n in zip(picks, names, strict=True)]
+    return specs, Rig(cams, dict(rig.metadata))
 
 
 def stage_names(poses: list) -> list[str]:
@@ -197,7 +241,7 @@ def print_table(results: list[dict]) -> None:
     stages: dict[str, None] = {}
     for r in results:
         stages.update(dict.fromkeys(r["stage_ms_median"]))
-    head = (f"{'run':<10}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
+    head = (f"{'run':<15}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
             + f"{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}{'rec/deliv':>10}{'rec ms/f':>9}")
     print("latency and stages: median milliseconds; skew: median sync skew")
     print(head)
@@ -213,7 +257,7 @@ def print_table(results: list[dict]) -> None:
         lat = f"{'-':>9}{'-':>9}" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:>9.0f}{r['latency_ms_p95']:>9.0f}"
         cells = "".join(f"{st[s]:>12.1f}" if s in st else f"{'-':>12}" for s in stages)
         print(
-            f"{r['run']:<10}{r['pose_rate']:>8.2f}{lat}{cells}"
+            f"{r['run']:<15}{r['pose_rate']:>8.2f}{lat}{cells}"
             f"{r['sync_skew_ms_median']:>7.1f}{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}{ratio:>10}{rec_cpu:>9}"
         )
     for r in results:
@@ -238,29 +282,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", default="mjpeg", help="recording codec")
     parser.add_argument("--pose-decode", choices=("full", "reduced"), default="full",
                         help="decode compressed frames for pose in full or at reduced size (as capture --pose-decode)")
+    parser.add_argument("--scale", type=float, default=0.5,
+                        help="size of the paced videos against the studio's 1088x1920 (default 0.5: 544x960, the "
+                        "size of issue 18's target; the calibration is scaled alike; replay60 stays full size)")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[4],
+                        help="camera counts to run (2, 4 or 8; 8 repeats the four studio cameras under new names)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float", help="landmark network precision")
     parser.add_argument("--only", choices=("norecord", "record", "lockstep", "replay60"), help="run just one of them (replay60 runs its baseline too)")
     args = parser.parse_args(argv)
     if not DATA.exists():
         sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
-    specs = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
-    rig = convert(DATA / "calibration" / "Calib.qca.txt")
-    pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter, args.pose_decode), args.backend,
-                                    args.threads or None)
+    originals = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
+    full_rig = convert(DATA / "calibration" / "Calib.qca.txt")
     results = []
-    # As `triangulum capture`: one torch thread for the geometry unless torch runs the model.
+    work = tempfile.TemporaryDirectory(prefix="triangulum-bench-")
+    videos, codec_note = scaled_videos(Path(work.name), args.scale)
+    for cameras in args.cameras:
+        specs, rig = camera_set(videos, full_rig, args.scale, cameras, args.fps)
+        pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter, args.pose_decode), args.backend,
+                                        args.threads or None, args.precision)
+        tag = f" {cameras}c" if len(args.cameras) > 1 else ""
+        # As `triangulum capture`: one torch thread for the geometry unless torch runs the model.
+        with torch_threads(args.threads if args.backend == "torch" else 1):
+            warm_up(pipeline, specs)
+            if args.only in (None, "norecord"):
+                results.append(run(pipeline, specs, args.seconds, None, args.codec, name="norecord" + tag))
+                pipeline.reset()
+            if args.only in (None, "record"):
+                with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
+                    results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec, name="record" + tag))
+                pipeline.reset()
+            if args.only in (None, "lockstep"):
+                results.append(run(pipeline, specs, args.seconds, None, args.codec, lockstep=True, name="lockstep" + tag))
+                pipeline.reset()
+    work.cleanup()
+    rig, specs = full_rig, originals
     with torch_threads(args.threads if args.backend == "torch" else 1):
-        warm_up(pipeline, specs)
-        if args.only in (None, "norecord"):
-            results.append(run(pipeline, specs, args.seconds, None, args.codec))
-            pipeline.reset()
-        if args.only in (None, "record"):
-            with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
-                results.append(run(pipeline, specs, args.seconds, Path(tmp) / "take", args.codec))
-            pipeline.reset()
-        if args.only in (None, "lockstep"):
-            results.append(run(pipeline, specs, args.seconds, None, args.codec, lockstep=True))
-            pipeline.reset()
         if args.only in (None, "replay60"):
+            # The 60 fps MJPEG cameras of replay60 are full size, whatever --scale says.
+            pipeline = build_frame_pipeline(rig, online_config(args.method, args.filter, args.pose_decode),
+                                            args.backend, args.threads or None, args.precision)
             with tempfile.TemporaryDirectory(prefix="triangulum-bench-") as tmp:
                 # The cameras' own rate: the studio videos were filmed at 60 fps.
                 session = make_session(Path(tmp) / "cameras", [s.replace(f"fps={args.fps:g}", "fps=60") for s in specs])
@@ -272,9 +333,11 @@ def main(argv: list[str] | None = None) -> int:
                                    name="replay60-decode", passthrough=False))
         torch_threads_used = torch.get_num_threads()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"4 x video:pose2sim-demo-single paced at {args.fps:g} fps, backend {args.backend} "
-          f"({args.threads or 'auto'} thread(s)), method {args.method}, filter {args.filter}, "
-          f"{os.cpu_count()} CPUs (load average {load}), {args.seconds:g} s per run")
+    size = "x".join(str(round(v * args.scale)) for v in (1088, 1920))
+    print(f"{'/'.join(map(str, args.cameras))} x video:pose2sim-demo-single at {size} ({codec_note}) paced at "
+          f"{args.fps:g} fps, backend {args.backend} ({args.threads or 'auto'} thread(s), {args.precision}), "
+          f"method {args.method}, filter {args.filter}, {os.cpu_count()} CPUs (load average {load}), "
+          f"{args.seconds:g} s per run")
     print_table(results)
     if args.json:
         report = {
