@@ -1,7 +1,7 @@
 """Live capture with pose estimation: pose rate, latency, stage times, sync skew, drops.
 
     python benchmarks/capture_latency.py [--json PATH] [--seconds 30] [--fps 30]
-                                         [--backend onnxruntime|torch|tensorrt] [--threads 1]
+                                         [--backend onnxruntime|torch|tensorrt] [--threads N]
                                          [--method algebraic] [--filter none|one-euro]
                                          [--codec mjpeg] [--pose-decode full|reduced]
                                          [--only norecord|record|lockstep|replay60]
@@ -75,6 +75,7 @@ from app.process.pipeline import (  # noqa: E402
 from app.process.reconstruct import METHODS  # noqa: E402
 from calibration.formats.detect import convert  # noqa: E402
 from calibration.rig import Rig  # noqa: E402
+from engines.runtimes.onnx_runtime import default_threads  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pose2sim-demo-single"
 WARMUP = 3.0
@@ -275,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=30.0, help="pace the videos at this rate")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"),
                         help="BlazePose runtime (default onnxruntime, as `triangulum capture`)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for the 2D model (default 1, as `triangulum capture`; 0: the runtime's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the 2D model (default: as `triangulum capture`, one per core up to 4; "
+                        "0: the runtime's choice)")
     parser.add_argument("--method", choices=METHODS, default="algebraic", help="triangulation method")
     parser.add_argument("--filter", choices=ONLINE_FILTERS, default="none", help="live temporal filter")
     parser.add_argument("--codec", default="mjpeg", help="recording codec")
@@ -294,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
     originals = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
     full_rig = convert(DATA / "calibration" / "Calib.qca.txt")
+    args.threads = default_threads() if args.threads is None else args.threads
     results = []
     work = tempfile.TemporaryDirectory(prefix="triangulum-bench-")
     videos, codec_note = scaled_videos(Path(work.name), args.scale)

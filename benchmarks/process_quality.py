@@ -52,6 +52,7 @@ from app.process.inputs import Take, open_take  # noqa: E402
 from app.process.reconstruct import TriangulationConfig, triangulate_joints  # noqa: E402
 from app.process.take import ProcessConfig, TakeResult, process_take, reconstruct_person, smooth  # noqa: E402
 from calibration.rig import Rig  # noqa: E402
+from engines.blazepose.quantize import CALIBRATION_FRAMES  # noqa: E402
 from engines.skeleton import BLAZEPOSE33, LIMB_JOINTS, indices, limb_bone_indices  # noqa: E402
 from training.metrics import bone_length_stats, jitter, reprojection_stats  # noqa: E402
 
@@ -205,6 +206,77 @@ def fmt_row(name: str, q: dict, ms: float | None) -> str:
             f"{100 * q['bone_cv']:6.1f} {q['jitter_m_s2']:7.1f} {q['views_used_per_limb_joint']:5.2f} {refs} {t}")
 
 
+# Speed options against the default (float, one model thread per core up to 4, every frame
+# set): name -> config.
+DEFAULT_OPTION = "default (float, threads per core)"
+SPEED_OPTIONS = {
+    DEFAULT_OPTION: {},
+    "float, 1 thread": {"threads": 1},
+    "float, ORT thread pool": {"threads": None},
+    "int8": {"precision": "int8"},
+    "int8, 1 thread": {"precision": "int8", "threads": 1},
+}
+
+
+def real_takes() -> dict[str, tuple[list[Path], Path, int]]:
+    """Every real multi-view take the repository reaches -> videos, calibration, first frame
+    not used to calibrate the int8 model: the studio sample (its first 60 frames calibrate
+    it) and the caliscope webcams (another room, 720p, 6 fps; never used)."""
+    from app.sample import sample_calibration, sample_videos
+
+    takes = {"studio (sample)": (sample_videos(), sample_calibration(), CALIBRATION_FRAMES)}
+    for root in (DATA, ROOT / "tests" / "data" / "real"):
+        cal = root / "caliscope-charuco-4cam"
+        if (cal / "reference_camera_array.toml").is_file():
+            takes["caliscope webcams"] = (sorted((cal / "extrinsic").glob("cam_*.mp4")),
+                                          cal / "reference_camera_array.toml", 0)
+            break
+    return takes
+
+
+def speed_options(repeats: int) -> list[dict]:
+    """Each speed option on each real take, against the default run on the same frames: ms and
+    CPU-ms per frame set (best of `repeats`), the main performer's 2D (px) and final 3D (mm)
+    distance from the default's, and the default's own quality measures for the option."""
+    rows = []
+    for name, (videos, calib, first) in real_takes().items():
+        take = open_take(videos, calib)
+        results, times = {}, {}
+        for _ in range(max(repeats, 1)):
+            for option, kwargs in SPEED_OPTIONS.items():
+                r = process_take(take, ProcessConfig(**kwargs))
+                F = len(r.frames)
+                wall, cpu = 1000 * r.timings["frames_wall"] / F, 1000 * r.timings["frames_cpu"] / F
+                best = times.get(option)
+                if best is None or wall < best[0]:
+                    times[option], results[option] = (wall, cpu), r
+        base = results[DEFAULT_OPTION]
+        ref = base.person(base.main)
+        for option, r in results.items():
+            p = r.person(r.main) if r.main is not None else None
+            row = {"take": name, "option": option, "ms": times[option][0], "cpu_ms": times[option][1],
+                   "frames_compared": f"{first}-{len(r.frames) - 1}"}
+            if p is not None:
+                kp, joints = p.keypoints[:, first:], p.final.joints[first:]
+                d2 = np.linalg.norm(kp - ref.keypoints[:, first:], axis=-1)
+                d3 = np.linalg.norm(joints - ref.final.joints[first:], axis=-1) * 1000
+                q = quality(take.rig, joints, kp, np.moveaxis(p.final.views_used[first:], -1, 0), take.fps, None)
+                row.update(px_median=float(np.nanmedian(d2)), px_p95=float(np.nanpercentile(d2, 95)),
+                           mm_median=float(np.nanmedian(d3)), mm_p95=float(np.nanpercentile(d3, 95)),
+                           reproj_p95=q["reprojection_px"]["p95"], bone_cv=q["bone_cv"])
+            rows.append(row)
+    print(f"speed options on every real take (best of {max(repeats, 1)}); 2D, 3D and quality on the frames the int8 "
+          f"model was not calibrated on (studio {CALIBRATION_FRAMES}-, caliscope all); 2D and 3D: the main "
+          "performer's distance from the default run")
+    print(f"{'take':18s} {'option':34s} {'ms/set':>7s} {'CPU ms':>7s} {'2D px med':>9s} {'p95':>6s} "
+          f"{'3D mm med':>9s} {'p95':>6s} {'reproj p95':>10s} {'bone CV%':>8s}")
+    for r in rows:
+        print(f"{r['take']:18s} {r['option']:34s} {r['ms']:7.1f} {r['cpu_ms']:7.1f} {r.get('px_median', np.nan):9.2f} "
+              f"{r.get('px_p95', np.nan):6.1f} {r.get('mm_median', np.nan):9.1f} {r.get('mm_p95', np.nan):6.1f} "
+              f"{r.get('reproj_p95', np.nan):10.1f} {100 * r.get('bone_cv', np.nan):8.1f}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="session folder or videos (default: the sample)")
@@ -213,7 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mp-python", default=default_mp_python(), help="python with mediapipe==0.10.21")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats per side (default 3)")
+    parser.add_argument("--speed-options", action="store_true",
+                        help="instead: every speed option (int8, threads) on every real take against the default")
     args = parser.parse_args(argv)
+    if args.speed_options:
+        rows = speed_options(args.repeats)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"speed_options": rows}, indent=2))
+        return 0
 
     take = open_take(args.inputs, args.calib)
     sample = not args.inputs
@@ -295,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{report['ours_cpu_ms_per_frame']:.0f} ms CPU" + (
               f"; baseline {report['baseline_ms_per_frame']:.0f} ms wall, {report['baseline_cpu_ms_per_frame']:.0f} ms CPU"
               if base_kp is not None else ""))
+    if base_kp is not None:
+        print(f"speed-up over the baseline: {report['baseline_ms_per_frame'] / report['ours_ms_per_frame']:.2f}x wall, "
+              f"{report['baseline_cpu_ms_per_frame'] / report['ours_cpu_ms_per_frame']:.2f}x CPU")
     print("stages, ms per frame set: ours " + ", ".join(f"{k} {v:.1f}" for k, v in report["ours_stages_ms_per_frame"].items()))
     if base_kp is not None:
         print("                          baseline " + ", ".join(f"{k} {v:.1f}" for k, v in report["baseline_stages_ms_per_frame"].items()))

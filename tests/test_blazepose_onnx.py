@@ -82,3 +82,22 @@ def test_tensorrt_runtime_imports_without_tensorrt():
     module = importlib.import_module("engines.runtimes.tensorrt_runtime")
     assert hasattr(module, "TensorRTModel")
     assert "tensorrt" not in module.__dict__  # imported lazily, inside the class
+
+
+def test_a_batch_run_as_parallel_chunks_equals_one_run():
+    """threads > 1 on the CPU splits the batch into chunks run at once (OnnxRuntimeModel):
+    the outputs are those of one single-threaded run, in order, for uneven chunks too."""
+    from engines.export_onnx import ensure_exported
+    from engines.runtimes.onnx_runtime import OnnxRuntimeModel
+
+    path = ensure_exported(dynamic=True)["landmark"]
+    x = np.random.default_rng(3).uniform(0, 1, (3, 3, 256, 256)).astype(np.float32)
+    one = OnnxRuntimeModel(path, threads=1)(crops=x)
+    chunked = OnnxRuntimeModel(path, threads=2)
+    assert chunked.chunks == 2
+    out = chunked(crops=x)
+    assert out.keys() == one.keys()
+    for k in one:
+        np.testing.assert_array_equal(out[k], one[k])
+    single = chunked(crops=x[:1])  # a batch of one: one run
+    np.testing.assert_array_equal(single["landmarks"], one["landmarks"][:1])

@@ -24,3 +24,16 @@ def add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("float", "int8"), default="float",
                    help="landmark network: float (default) or int8 (ONNX Runtime static quantisation, about 1.9x "
                    "faster per crop here; moves the 2D by a few px: benchmarks/process_quality.py --speed-options)")
+
+
+def resolve_threads(threads: int | None) -> int | None:
+    """--threads as given -> the 2D model's threads: None (not given) the default (one per core,
+    up to 4), 0 None (ONNX Runtime's own pool); negative is an error."""
+    from calibration.errors import TriangulumError
+    from engines.runtimes.onnx_runtime import default_threads
+
+    if threads is None:
+        return default_threads()
+    if threads < 0:
+        raise TriangulumError(f"--threads {threads} must be 0 (the runtime's choice) or more.")
+    return threads or None

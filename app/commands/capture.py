@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from app.capture.frames import clock
 from app.capture.live import CaptureConfig, CaptureStats, LiveCapture
 from app.capture.recorder import CODECS, RecorderConfig
-from app.commands import add_method_arguments, add_precision_argument
+from app.commands import add_method_arguments, add_precision_argument, resolve_threads
 from calibration.errors import TriangulumError
 from calibration.units import CHOICES as UNIT_CHOICES
 
@@ -71,9 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "2D within a few px)")
     p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"),
                    help="2D pose runtime (default onnxruntime)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for the 2D model (default 1: the sources decode on the other cores; "
-                   "0: the runtime's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the 2D model (default: one per core, up to 4; each runs a share of the "
+                   "views' crops at once; 0: ONNX Runtime's own thread pool)")
     add_precision_argument(p)
     p.set_defaults(func=run)
 
@@ -101,12 +101,11 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
     from app.process.pipeline import build_frame_pipeline, online_config
     from calibration.formats.detect import convert
 
-    if args.threads < 0:
-        raise TriangulumError(f"--threads {args.threads} must be 0 (the runtime's choice) or more.")
+    args.threads = resolve_threads(args.threads)
     config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"),
                            str(args.weights) if getattr(args, "weights", None) else None)
     rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
-    return rig, build_frame_pipeline(rig, config, args.backend, args.threads or None, args.precision)
+    return rig, build_frame_pipeline(rig, config, args.backend, args.threads, args.precision)
 
 
 def check_cameras(cameras: list[str], rig: Rig) -> None:

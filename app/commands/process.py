@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.commands import add_method_arguments, add_precision_argument
+from app.commands import add_method_arguments, add_precision_argument, resolve_threads
 from calibration.errors import TriangulumError
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
     p.add_argument("--overlay-scale", type=float, default=0.5, help="overlay video size relative to the input")
     p.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime", help="2D pose runtime")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for the 2D model (default 1: videos are decoded on another core; "
-                   "0: the runtime's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the 2D model (default: one per core, up to 4; each runs a share of the "
+                   "views' crops at once; 0: ONNX Runtime's own thread pool)")
     add_precision_argument(p)
     p.set_defaults(func=run)
 
@@ -124,7 +124,7 @@ def build_config(args: argparse.Namespace):
     return ProcessConfig(
         pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method, weights=weights)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
-        backend=args.backend, threads=args.threads or None, precision=args.precision,
+        backend=args.backend, threads=resolve_threads(args.threads), precision=args.precision,
     )
 
 

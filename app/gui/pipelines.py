@@ -21,6 +21,7 @@ from app.process.pipeline import FramePipeline, build_frame_pipeline, online_con
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
 from engines.heads import METHODS
+from engines.runtimes.onnx_runtime import default_threads
 
 FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}  # labels of app.process.pipeline.ONLINE_FILTERS
 METHOD_LABELS = METHODS  # the one registry's labels, in its order
@@ -93,4 +94,4 @@ def build_pipeline(rig: Rig | None, choice: PipelineChoice) -> PosePipeline:
     if rig is None:
         return PreviewPipeline()
     config = online_config(choice.method, choice.smoothing)
-    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend))
+    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend, default_threads()))

@@ -40,6 +40,7 @@ from app.process.reader import frame_sets, prefetch
 from app.process.reconstruct import Reconstruction, describe, triangulate_joints
 from calibration.errors import TriangulumError
 from calibration.timing import resample
+from engines.runtimes.onnx_runtime import default_threads
 from engines.skeleton import BLAZEPOSE33, Skeleton
 from engines.temporal import (
     ButterworthConfig,
@@ -81,7 +82,7 @@ class ProcessConfig:
     start: int = 0
     stop: int | None = None
     backend: str = "onnxruntime"
-    threads: int | None = 1
+    threads: int | None = field(default_factory=default_threads)
     precision: str = "float"
     relink_gap_s: float = 1.0
     relink_distance_m: float = 0.5
