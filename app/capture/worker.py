@@ -143,11 +143,9 @@ def lower_thread_priority(niceness: int) -> bool:
 class PoseWorker:
     """Runs `pipeline` on sets from `sync` and publishes PoseFrames to subscribers."""
 
-    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0,
-                 pipelined: bool = True) -> None:
+    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0) -> None:
         self.sync = sync
         self.niceness = niceness
-        self.pipelined = pipelined
         self.pipeline = pipeline
         self._subscribers: list[Mailbox] = []
         self._lock = threading.Lock()
@@ -195,7 +193,7 @@ class PoseWorker:
 
     def _run(self) -> None:
         lower_thread_priority(self.niceness)
-        split = getattr(self.pipeline, "split", None) if self.pipelined else None
+        split = getattr(self.pipeline, "split", None)
         second = None
         if split is not None:
             first, finish = split()
@@ -217,22 +215,24 @@ class PoseWorker:
                 del frameset  # the set's image buffers go back to the pools
         finally:
             if second is not None:
-                self._put(handoff, None, wait=True)  # the second stage ends after what is queued
+                self._put(handoff, None, wait=second)  # the second stage ends after what is queued
                 second.join()
             with self._lock:
                 boxes = list(self._subscribers)
             for box in boxes:
                 box.close()
 
-    def _put(self, handoff: queue.Queue, item, wait: bool = False) -> None:
+    def _put(self, handoff: queue.Queue, item, wait: threading.Thread | None = None) -> None:
         """Hand `item` to the second stage, waiting while it is busy (a newer set is worth
-        more than a queue of old ones, so the first stage waits rather than runs ahead)."""
+        more than a queue of old ones, so the first stage waits rather than runs ahead). Once
+        stopped it gives up, unless `wait` names the second stage's thread: then it waits as
+        long as that thread lives (the end marker must arrive, but not hang a dead stage)."""
         while True:
             try:
                 handoff.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self._stop.is_set() and not wait:
+                if wait is None and self._stop.is_set() or wait is not None and not wait.is_alive():
                     return
 
     def _first_stage(self, first, frameset: FrameSet, handoff: queue.Queue) -> None:
