@@ -110,6 +110,9 @@ class Rig:
             if weights.shape != (C, *batch):
                 raise TriangulumError(f"weights have shape {weights.shape}; expected {(C, *batch)} to match the points.")
             w = torch.as_tensor(weights.reshape(C, -1)).transpose(0, 1)
+        # Per-point options (e.g. the robust kernel width) are given in the points' batch shape.
+        options = {k: torch.as_tensor(np.asarray(v, np.float64).reshape(-1))
+                   if isinstance(v, np.ndarray) and v.shape == batch else v for k, v in options.items()}
         P = self.stacked()["P"]
         geo = None
         if method == "dlt":

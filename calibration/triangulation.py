@@ -226,12 +226,30 @@ class RobustResult(NamedTuple):
     rejected: Tensor
 
 
+def candidate_spread(P: Tensor, x: Tensor, w: Tensor | None = None) -> Tensor:
+    """How far the camera-pair triangulations of a point scatter: the median distance of the
+    pair candidates to their geometric median, in world units.
+
+    P: (*B, C, 3, 4); x: (*B, C, 2); w: (*B, C) or None -> (*B,), NaN with fewer than three
+    usable views (one pair has nothing to scatter about). It grows with the 2D noise (in
+    metres it is about the pixel noise times depth over focal length, times the pair geometry),
+    which is what the robust method's kernel must be wider than (`triangulate_robust`)."""
+    x, w = _valid_inputs(x, w)
+    C = x.shape[-2]
+    P = P.expand(*x.shape[:-1], 3, 4)
+    cand, ok = _pair_candidates(P, x, w, view_pairs(C).to(x.device))
+    centre = geometric_median(cand, ok)
+    d = torch.where(ok, (cand - centre.unsqueeze(-2)).norm(dim=-1), torch.full_like(cand[..., 0], float("nan")))
+    spread = torch.nanquantile(d, 0.5, dim=-1)
+    return torch.where(((w > 0).sum(-1) >= 3), spread, torch.full_like(spread, float("nan")))
+
+
 def triangulate_robust(
     P: Tensor,
     x: Tensor,
     w: Tensor | None = None,
-    sigma: float = 0.01,
-    wss_threshold: float | None = 0.02,
+    sigma: float | Tensor = 0.01,
+    wss_threshold: float | Tensor | None = 0.02,
     on_reject: str = "uniform",
 ) -> RobustResult:
     """Robust weighted triangulation of the self-supervision paper (GeoMed + WSS).
@@ -251,7 +269,9 @@ def triangulate_robust(
     (weight > 0.5): that is the paper's "more than 50 % of the views unreliable" case.
     A rejected joint is triangulated with equal weights
     (`on_reject="uniform"`, as the paper's Figure 4 does) or set to NaN ("discard", as
-    its training does). Prior weights `w` multiply the geometric ones.
+    its training does). Prior weights `w` multiply the geometric ones. `sigma` and
+    `wss_threshold` may be tensors (*B,), one per point: noisy 2D needs a wider kernel than
+    the paper's 10 mm (app.process.reconstruct widens it with `candidate_spread`).
     """
     if on_reject not in ("uniform", "discard"):
         raise ValueError(f"on_reject must be 'uniform' or 'discard', not {on_reject!r}")
@@ -263,6 +283,9 @@ def triangulate_robust(
     centre = geometric_median(cand, ok)
     d2 = ((cand - centre.unsqueeze(-2)) ** 2).sum(-1)  # (*B, H)
     nan = torch.full_like(d2, float("nan"))
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sigma.ndim:
+        sigma = sigma.unsqueeze(-1)  # per point, over its pairs
     g = torch.where(ok, torch.exp(-d2 / sigma**2), nan)  # (*B, H)
     # Per-view weight: median of g over the pairs that contain the view.
     member = torch.zeros(C, pairs.shape[0], dtype=torch.bool, device=x.device)

@@ -127,3 +127,37 @@ def test_dlt_exports_to_onnx_without_svd(scene, dynamo):
     # float32 in ONNX Runtime vs the float64 SVD reference: well under a millimetre.
     ref = tri.triangulate_dlt_svd(P, pts.double(), w.double()).numpy()
     assert np.abs(got - ref).max() < 1e-3
+
+
+def test_the_robust_kernel_widens_to_the_2d_noise_instead_of_falling_back_to_equal_weights():
+    """BlazePose-like noise (4 px, about 2 % of a person's size in a 1080p view from 4 m) plus one
+    view per joint off by 60 px: the paper's fixed 10/20 mm reject nearly every joint, which then
+    gets equal weights (the bad view included); the kernel widened per frame keeps the
+    weights, so the bad view loses its say and the 3D error drops."""
+    from app.process.reconstruct import TriangulationConfig, robust_kernel, triangulate_joints
+    from calibration.rig import Rig
+
+    rng = np.random.default_rng(5)
+    rig = Rig(ring_rig(5).cameras)
+    X = rng.uniform([-0.5, -0.5, 0.2], [0.5, 0.5, 1.8], (30, 33, 3))  # 30 frames of 33 joints
+    x = rig.project(X) + rng.normal(0, 4.0, (5, 30, 33, 2))
+    bad = rng.integers(0, 5, (30, 33))
+    x[bad, np.arange(30)[:, None], np.arange(33)[None]] += rng.normal(0, 60.0, (30, 33, 2))
+    conf = np.full(x.shape[:-1], 0.9)
+    fixed = TriangulationConfig(method="robust", robust_adaptive=False)
+    adaptive = TriangulationConfig(method="robust")
+    sigma, wss = robust_kernel(rig, x, conf, adaptive)
+    assert sigma.shape == (30, 33) and (sigma > 0.02).all() and np.allclose(wss, 2 * sigma)
+    assert robust_kernel(rig, x, conf, fixed) == (0.01, 0.02)
+    P = rig.stacked()["P"]
+    und = torch.as_tensor(rig.undistort(x).reshape(5, -1, 2).transpose(1, 0, 2))
+    w = torch.as_tensor(conf.reshape(5, -1).T)
+    assert tri.triangulate_robust(P, und, w).rejected.double().mean() > 0.8
+    widened = tri.triangulate_robust(P, und, w, torch.as_tensor(sigma.ravel()), torch.as_tensor(wss.ravel()))
+    assert widened.rejected.double().mean() < 0.2
+    e_fixed = np.linalg.norm(triangulate_joints(rig, x, conf, fixed)[0] - X, axis=-1)
+    e_adapt = np.linalg.norm(triangulate_joints(rig, x, conf, adaptive)[0] - X, axis=-1)
+    assert np.median(e_adapt) < 0.7 * np.median(e_fixed)
+    # Clean 2D keeps the paper's values (the kernel never narrows below them).
+    s_clean, _ = robust_kernel(rig, rig.project(X), conf, adaptive)
+    assert np.allclose(s_clean, 0.01)
