@@ -14,13 +14,17 @@ Per frame (`PersonTracker.update`):
 1. Tracks first. Each 3D person tracked so far claims, in every view, the detection whose
    back-projected rays pass closest to the person's last 3D cue points (Hungarian matching per
    view, gated at `track_distance` metres).
-2. Triangulation consistency. A track's claimed detections are triangulated together; the
-   member farthest from the result (median point-to-ray distance over the cues) is dropped
-   while it is farther than `member_distance`, so one wrong view cannot stay.
+2. Triangulation consistency. A track's claimed detections are triangulated together; if a
+   member lies farther than `member_distance` from the result (median point-to-ray distance
+   over the cues), the largest subset that agrees with a two-view hypothesis near the track
+   is kept instead (`consistent_members`), so one wrong view cannot stay or push out the
+   right ones.
 3. New people. Unclaimed detections are linked pairwise across views by ray-to-ray distance
    (`pair_distance`), closest pairs first, a link accepted only if the merged group has at most
-   one detection per view and passes the same consistency test. Groups seen by at least two
-   views start new tracks with new IDs.
+   one detection per view and passes the same consistency test. A group within
+   `track_distance` of a track that went unseen this frame continues that track (its claims
+   failed the consistency test, typically because one view's claim was the person beside
+   them); other groups seen by at least two views start new tracks with new IDs.
 
 Tracks unseen for `max_missing_s` seconds end. IDs are never reused within a take.
 """
@@ -57,6 +61,9 @@ class AssociationConfig:
     pair_distance: float = 0.25
     member_distance: float = 0.15
     track_distance: float = 0.35
+    # Two bodies cannot have their cue points this close (median over the cues): such groups
+    # are one person.
+    duplicate_distance: float = 0.2
     max_missing_s: float = 0.5
     min_cues: int = 3
     # Finished tracks kept for the end-of-take passes; None keeps all (offline). A live
@@ -191,12 +198,41 @@ def member_distances(obs: Observed, members: np.ndarray, X: np.ndarray, min_cues
     return out
 
 
-def consistent_members(obs: Observed, members: np.ndarray,
-                       config: AssociationConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Drop the worst member until every one lies within `member_distance` of the group's
-    triangulation. -> (members (C,), cues (K, 3)); fewer than two members left gives all -1."""
+def consistent_members(obs: Observed, members: np.ndarray, config: AssociationConfig,
+                       prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The largest subset of a group whose members all lie within `member_distance` of its
+    triangulation. -> (members (C,), cues (K, 3)); fewer than two members left gives all -1.
+
+    The whole group is tried first (the usual case). Otherwise every pair of members seeds a
+    hypothesis (for a track: only those within `track_distance` of its last cues, `prior`),
+    the one that most members agree with wins and is refined. Dropping the worst member
+    instead goes wrong exactly when it matters: a confident wrong detection (the person
+    behind, in line of sight) pulls the joint triangulation towards itself, and the right
+    members then look worst."""
     members = members.copy()
-    while (members >= 0).sum() >= 2:
+    seen = np.flatnonzero(members >= 0)
+    if len(seen) < 2:
+        return np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
+    X = triangulate_cues(obs, members)
+    d = member_distances(obs, members, X, config.min_cues)
+    if (d[seen] <= config.member_distance).all() and (prior is None or _cue_distance(X, prior) <= config.track_distance):
+        return members, X
+    best, best_key = None, (0, 0.0)
+    for i, a in enumerate(seen):
+        for b in seen[i + 1:]:
+            pair = np.where(np.isin(np.arange(len(members)), (a, b)), members, -1)
+            Xp = triangulate_cues(obs, pair)
+            if prior is not None and _cue_distance(Xp, prior) > config.track_distance:
+                continue
+            dp = member_distances(obs, members, Xp, config.min_cues)
+            agree = (members >= 0) & (dp <= config.member_distance)
+            key = (int(agree.sum()), -float(dp[agree].sum()))
+            if agree.sum() >= 2 and key > best_key:
+                best, best_key = np.where(agree, members, -1), key
+    if best is None:
+        return np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
+    members = best
+    while (members >= 0).sum() >= 2:  # refine on the agreeing members
         X = triangulate_cues(obs, members)
         d = member_distances(obs, members, X, config.min_cues)
         worst = int(np.argmax(np.where(members >= 0, d, -1.0)))
@@ -244,6 +280,12 @@ def _cluster_new(obs: Observed, free: list[np.ndarray],
         for g in {ga, gb} - {None}:
             groups[g] = np.full(C, -1)  # absorbed
     return [g for g in groups if (g >= 0).sum() >= 2]
+
+
+def _cue_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Median distance (m) between two sets of 3D cue points (K, 3), inf if none shared."""
+    d = np.linalg.norm(a - b, axis=-1)
+    return float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else np.inf
 
 
 @dataclass
@@ -320,7 +362,7 @@ class PersonTracker:
                 if cost[r, c] <= cfg.track_distance:
                     claims[r, v] = c
         for k, tr in enumerate(active):
-            members, X = consistent_members(obs, claims[k], cfg)
+            members, X = consistent_members(obs, claims[k], cfg, tr.cues)
             if (members >= 0).sum() < 2:
                 continue
             for v, i in enumerate(members):
@@ -329,16 +371,28 @@ class PersonTracker:
             ids.append(tr.track_id)
             groups.append(members)
             cues.append(X)
+        unseen = [tr for tr in active if tr.track_id not in ids]
         for members in _cluster_new(obs, free, cfg):
             members, X = consistent_members(obs, members, cfg)
             if (members >= 0).sum() < 2:
                 continue
-            tid = self._next_id
-            self._next_id += 1
-            self.tracks[tid] = Track3D(tid, X, t, t)
+            # A track whose claimed views did not hold together this frame (a wrong claim
+            # pulled the group apart) is still the person found here if they stand where it
+            # was: continue it rather than start a second ID for the same person.
+            near = [(_cue_distance(tr.cues, X), tr) for tr in unseen]
+            near = [(d, tr) for d, tr in near if d <= cfg.track_distance]
+            if near:
+                tr = min(near, key=lambda n: n[0])[1]
+                unseen.remove(tr)
+                tid = tr.track_id
+            else:
+                tid = self._next_id
+                self._next_id += 1
+                self.tracks[tid] = Track3D(tid, X, t, t)
             ids.append(tid)
             groups.append(members)
             cues.append(X)
+        ids, groups, cues = self._merge_duplicates(obs, ids, groups, cues)
         for tid, members, X in zip(ids, groups, cues, strict=True):
             self._see(self.tracks[tid], members, X, t)
         for tid in [k for k, tr in self.tracks.items() if t - tr.t_seen > cfg.max_missing_s]:
@@ -352,6 +406,33 @@ class PersonTracker:
             np.array(groups, np.int64).reshape(-1, C),
             np.array(cues, np.float64).reshape(-1, K, 3),
         )
+
+    def _merge_duplicates(self, obs: Observed, ids: list[int], groups: list[np.ndarray],
+                          cues: list[np.ndarray]) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+        """Groups of this frame closer than `duplicate_distance` are one person split between
+        two tracks (some views went to each, e.g. when a wrong claim took a view and the
+        leftovers started a track): the older track takes the other's views where it has
+        none, and the younger is not seen this frame (if it began this frame, it is gone)."""
+        cfg = self.config
+        k = 0
+        while k < len(ids):
+            close = [j for j in range(len(ids)) if j != k and _cue_distance(cues[k], cues[j]) < cfg.duplicate_distance]
+            if not close:
+                k += 1
+                continue
+            j = close[0]
+            old, young = (k, j) if self.tracks[ids[k]].t_first <= self.tracks[ids[j]].t_first else (j, k)
+            merged = np.where(groups[old] >= 0, groups[old], groups[young])
+            members, X = consistent_members(obs, merged, cfg, cues[old])
+            if (members >= 0).sum() >= 2:
+                groups[old], cues[old] = members, X
+            gone = ids[young]
+            if self.tracks[gone].frames == 0:
+                del self.tracks[gone]
+            for lst in (ids, groups, cues):
+                del lst[young]
+            k = 0
+        return ids, groups, cues
 
     def _see(self, tr: Track3D, members: np.ndarray, X: np.ndarray, t: float) -> None:
         hips = X[CUES.index(("left_hip", "right_hip"))]

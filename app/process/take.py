@@ -4,8 +4,9 @@
 
 1. Every frame set goes through `FramePipeline.observe` (per-view 2D of everyone, cross-view
    association, 3D tracks), exactly as in live capture.
-2. Tracks broken by a short loss are re-joined (`relink`), so a person keeps one ID, and IDs
-   are renumbered 0, 1, ... by first appearance.
+2. Tracks broken by a short loss are re-joined (`relink`), so a person keeps one ID; so is a
+   person who left and came back within `reid_gap_s`, recognised by body size. IDs are
+   renumbered 0, 1, ... by first appearance.
 3. People are chosen: `people="1"` keeps the main performer (the person seen by the most views
    over the take, moving most as a tie-break; or the ID given), `"all"` everyone seen by at
    least two views for `min_frames` frames.
@@ -72,7 +73,9 @@ class ProcessConfig:
     people="1" (as numbered in a previous run's report); start/stop: frame set range;
     backend: BlazePose runtime ("onnxruntime", "torch"); precision: the landmark
     network's, "float" or "int8" (app.process.pipeline.PRECISIONS); relink_gap_s, relink_distance_m:
-    how long and how far apart a lost track may reappear and keep its ID; min_frames: frames
+    how long and how far apart a lost track may reappear and keep its ID; reid_gap_s, reid_size:
+    how long a person may be away and how closely their body size must match to keep their ID
+    when they come back elsewhere (`relink`; 0 s: never); min_frames: frames
     a person must be seen in to be reported with people="all"."""
 
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -86,6 +89,8 @@ class ProcessConfig:
     precision: str = "float"
     relink_gap_s: float = 1.0
     relink_distance_m: float = 0.5
+    reid_gap_s: float = 10.0
+    reid_size: float = 0.03
     min_frames: int = 5
 
     def __post_init__(self) -> None:
@@ -139,19 +144,46 @@ class TakeResult:
         raise TriangulumError(f"person {person_id} was not reconstructed (people: {[p.person_id for p in self.people]}).")
 
 
-def relink(frames: list[FrameResult], max_gap_s: float, max_distance: float) -> dict[int, int]:
+# Segments between the left/right-invariant cue points (association.CUES: nose, shoulders,
+# elbows, wrists, hips, knees, ankles) whose lengths vary little with pose: shoulders-hips,
+# hips-knees, knees-ankles (midpoints). Their sum is a body's size; arms and neck move too much.
+SIZE_SEGMENTS = ((1, 4), (4, 5), (5, 6))
+
+
+def body_size(cues: np.ndarray) -> np.ndarray:
+    """Median lengths (m) of SIZE_SEGMENTS over frames: cues (F, K, 3) -> (S,), NaN unseen."""
+    a, b = np.array(SIZE_SEGMENTS).T
+    with np.errstate(all="ignore"):
+        return np.nanmedian(np.linalg.norm(cues[:, a] - cues[:, b], axis=-1), axis=0)
+
+
+def size_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Relative difference of two body sizes (S,) over the segments both have, inf if none."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(abs(np.log(a[ok].sum() / b[ok].sum()))) if ok.any() else np.inf
+
+
+def relink(frames: list[FrameResult], max_gap_s: float, max_distance: float,
+           reid_gap_s: float = 0.0, reid_size: float = 0.03) -> dict[int, int]:
     """Track ID -> final ID: a track that starts within `max_gap_s` after another one ended,
     close to where that one was last seen (median cue distance under `max_distance` m),
-    continues it. Final IDs count from 0 in order of first appearance."""
+    continues it. With `reid_gap_s`, a person who left and came back within that many seconds
+    keeps their ID when their body size (`body_size`: segment lengths over the whole track)
+    matches that of exactly one person away at the time within `reid_size` (relative), and
+    nobody else's nearly as well. Final IDs count from 0 in order of first appearance."""
     first: dict[int, tuple[float, np.ndarray]] = {}
     last: dict[int, tuple[float, np.ndarray]] = {}
+    seen: dict[int, list[np.ndarray]] = {}
     for fr in frames:
         a = fr.association
         for k, tid in enumerate(a.track_ids.tolist()):
             first.setdefault(tid, (fr.t, a.cues[k]))
             last[tid] = (fr.t, a.cues[k])
+            seen.setdefault(tid, []).append(a.cues[k])
+    sizes = {tid: body_size(np.array(c)) for tid, c in seen.items()} if reid_gap_s > 0 else {}
     root: dict[int, int] = {}
     end: dict[int, tuple[float, np.ndarray]] = {}  # chain root -> where its latest track ended
+    size: dict[int, np.ndarray] = {}  # chain root -> body size of its longest track
     for tid in sorted(first, key=lambda i: first[i][0]):
         t0, cues0 = first[tid]
         best, best_d = tid, max_distance
@@ -162,8 +194,15 @@ def relink(frames: list[FrameResult], max_gap_s: float, max_distance: float) -> 
             d = float(np.nanmedian(d)) if np.isfinite(d).any() else np.inf
             if d < best_d:
                 best, best_d = r, d
+        if best == tid and sizes:
+            away = [r for r, (t_end, _) in end.items() if max_gap_s < t0 - t_end <= reid_gap_s]
+            diffs = sorted((size_difference(sizes[tid], size[r]), r) for r in away)
+            if diffs and diffs[0][0] <= reid_size and (len(diffs) == 1 or diffs[1][0] > 2 * diffs[0][0]):
+                best = diffs[0][1]
         root[tid] = best
         end[best] = last[tid]
+        if sizes and (best not in size or len(seen[tid]) > len(seen.get(best, []))):
+            size[best] = sizes[tid]
     order = sorted(set(root.values()), key=lambda r: first[r][0])
     number = {r: n for n, r in enumerate(order)}
     return {tid: number[r] for tid, r in root.items()}
@@ -356,7 +395,7 @@ def whole_take(take: Take, config: ProcessConfig, pipeline: FramePipeline, frame
     """The whole-take passes after the per-frame ones: relinking, choosing people, left/right
     repair, triangulation and filtering of each (module docstring)."""
     tracks = pipeline.people3d.all_tracks()
-    ids = relink(frames, config.relink_gap_s, config.relink_distance_m)
+    ids = relink(frames, config.relink_gap_s, config.relink_distance_m, config.reid_gap_s, config.reid_size)
     _renumber(frames, ids)
     people_tracks = merged_tracks(tracks, ids)
     chosen = choose_people(people_tracks, len(frames), config)
