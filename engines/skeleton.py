@@ -368,6 +368,21 @@ def extend(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return np.concatenate([points, np.stack(extra, axis=-2)], axis=-2)
 
 
+def named_points(points: np.ndarray, skeleton: Skeleton, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Joints by name, derived ones (pelvis, thorax, spine) averaged from their parts:
+    (..., J, D) -> (..., N, D). A name the skeleton cannot form is a TriangulumError."""
+    points = np.asarray(points, dtype=np.float64)
+    _check_joints(points, skeleton)
+    have = {ALIASES.get(n, n): i for i, n in enumerate(skeleton.joints)}
+    out = []
+    for name in names:
+        weights = _resolve(name, have)
+        if weights is None:
+            raise TriangulumError(f"Skeleton {skeleton.name} has no joint {name!r} and cannot derive it.")
+        out.append(sum(w * points[..., i, :] for i, w in weights.items()))
+    return np.stack(out, axis=-2)
+
+
 def indices(skeleton: Skeleton, names: tuple[str, ...] | list[str]) -> np.ndarray:
     """Tree indices of the given joint names (real or virtual)."""
     try:

@@ -4,15 +4,20 @@ import numpy as np
 import pytest
 
 from calibration.errors import TriangulumError
+from engines.skeleton import BLAZEPOSE33
 from training.metrics import (
+    PCP_LIMBS,
     acceleration,
     bone_length_stats,
     jitter,
     kmeans,
+    match_people,
     mpjpe,
+    multi_person_pcp,
     n_mpjpe,
     p_mpjpe,
     pck,
+    pcp_limbs,
     pose_structure_score,
     procrustes_align,
     relative_mpjpe,
@@ -192,3 +197,59 @@ def test_jitter_by_hand():
     noise[3] = np.nan  # triplets touching frame 3 drop out
     assert np.isnan(acceleration(noise, fps)[1:4, 0]).all()
     assert jitter(noise, fps) == pytest.approx(0.2)
+
+
+def _body(offset=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A BlazePose-33 body whose PCP limbs have known ends and lengths (other joints NaN)."""
+    b = np.full((33, 3), np.nan)
+    i = BLAZEPOSE33.index
+    at = {"nose": (0, 0, 1.7), "left_shoulder": (0.2, 0, 1.5), "right_shoulder": (-0.2, 0, 1.5),
+          "left_elbow": (0.2, 0, 1.2), "right_elbow": (-0.2, 0, 1.2), "left_wrist": (0.2, 0, 0.95),
+          "right_wrist": (-0.2, 0, 0.95), "left_hip": (0.1, 0, 1.0), "right_hip": (-0.1, 0, 1.0),
+          "left_knee": (0.1, 0, 0.55), "right_knee": (-0.1, 0, 0.55), "left_ankle": (0.1, 0, 0.1),
+          "right_ankle": (-0.1, 0, 0.1)}
+    for name, p in at.items():
+        b[i[name]] = np.add(p, offset)
+    return b
+
+
+def test_pcp_by_hand():
+    gt = _body()
+    pred = gt.copy()
+    i = BLAZEPOSE33.index
+    # Left forearm (elbow-wrist, 0.25 m): move the wrist 0.24 m: mean end error 0.12 <= 0.125.
+    pred[i["left_wrist"]] += (0.24, 0, 0)
+    # Right thigh (hip-knee, 0.45 m) and right shank (0.45 m): knee 0.5 m off: 0.25 > 0.225 wrong.
+    pred[i["right_knee"]] += (0, 0.5, 0)
+    # Head (thorax at z 1.5 to nose, 0.2 m): nose missing: wrong, as a missed joint counts.
+    pred[i["nose"]] = np.nan
+    correct, classes = pcp_limbs(pred, gt, BLAZEPOSE33)
+    assert classes == [c for c, limbs in PCP_LIMBS.items() for _ in limbs]
+    by = dict(zip([f"{c}{k}" for c, limbs in PCP_LIMBS.items() for k in range(len(limbs))], correct, strict=True))
+    assert by["head0"] == 0 and by["torso0"] == 1
+    assert by["lower_arms0"] == 1 and by["lower_arms1"] == 1  # 0.12 m error on a 0.25 m limb passes
+    assert by["upper_legs1"] == 0 and by["lower_legs1"] == 0 and by["upper_legs0"] == 1
+    # Just over the line: 0.26 m wrist move is 0.13 > 0.125.
+    pred[i["left_wrist"]] += (0.02, 0, 0)
+    assert pcp_limbs(pred, gt, BLAZEPOSE33)[0][classes.index("lower_arms")] == 0
+
+
+def test_multi_person_pcp_matches_people_and_scores_a_missed_one_zero():
+    a, b = _body(), _body((2.0, 0, 0))
+    F = 4
+    gt = np.stack([np.repeat(a[None], F, 0), np.repeat(b[None], F, 0)])  # (2, F, 33, 3)
+    gt[1, 3] = np.nan  # person b has left in the last frame
+    # Predictions listed in the other order; b's is missing in frame 1; in frame 2 the IDs swap.
+    pred = np.stack([gt[1].copy(), gt[0].copy()])
+    pred[0, 1] = np.nan
+    pred[:, 2] = pred[::-1, 2]
+    assert match_people(pred[:, 0], gt[:, 0]).tolist() == [1, 0]
+    s = multi_person_pcp(pred, gt, BLAZEPOSE33)
+    assert s.matched.tolist() == [[1, 1, 0, 1], [0, -1, 1, -1]]
+    assert s.per_person[0].tolist() == [100.0] * len(PCP_LIMBS)
+    # b: frames 0 and 2 right, frame 1 missed (0), frame 3 absent (not scored): 2/3.
+    np.testing.assert_allclose(s.per_person[1], 100 * 2 / 3)
+    np.testing.assert_allclose(s.average, (100 + 200 / 3) / 2)
+    assert s.id_switches.tolist() == [2, 1]
+    with pytest.raises(TriangulumError, match="no true person"):
+        multi_person_pcp(pred, np.full_like(gt, np.nan), BLAZEPOSE33)

@@ -286,3 +286,108 @@ def jitter(points: np.ndarray, fps: float) -> float:
     frames with a missing sample are left out.
     """
     return float(_nanmean(acceleration(points, fps)))
+
+
+# PCP limbs of the multi-person benchmarks (Shelf, Campus), by joint name so that every
+# skeleton that has or can derive the ends (thorax, pelvis: DERIVED) is scored the same way.
+# The benchmarks' head limb runs from the neck to the head top; skeletons without a head top
+# (BlazePose, COCO, BODY_25) use the nose, which is stated wherever the figure is printed.
+PCP_LIMBS: dict[str, tuple[tuple[str, str], ...]] = {
+    "head": (("thorax", "nose"),),
+    "torso": (("pelvis", "thorax"),),
+    "upper_arms": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
+    "lower_arms": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+    "upper_legs": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
+    "lower_legs": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+}
+
+
+def pcp_limbs(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 0.5) -> tuple[np.ndarray, list[str]]:
+    """Percentage of Correct Parts, per limb: a limb is correct when the mean distance of its two
+    predicted ends to the true ones is at most `alpha` times its true length.
+
+    pred, gt: (..., J, 3) of `skeleton` -> correct (..., L) 1.0 / 0.0, NaN where the true limb is
+    unknown (a NaN prediction counts as wrong: a missed person scores 0); and the PCP_LIMBS
+    class of each of the L limbs.
+    """
+    from engines.skeleton import named_points
+
+    ends = [e for limbs in PCP_LIMBS.values() for e in limbs]
+    classes = [c for c, limbs in PCP_LIMBS.items() for _ in limbs]
+    names = [n for e in ends for n in e]
+    p = named_points(pred, skeleton, names).reshape(*np.shape(pred)[:-2], len(ends), 2, 3)
+    g = named_points(gt, skeleton, names).reshape(*np.shape(gt)[:-2], len(ends), 2, 3)
+    length = np.linalg.norm(g[..., 0, :] - g[..., 1, :], axis=-1)
+    error = np.linalg.norm(p - g, axis=-1).mean(-1)
+    correct = np.where(np.isfinite(error), error <= alpha * length, False).astype(np.float64)
+    return np.where(np.isfinite(length), correct, np.nan), classes
+
+
+@dataclass
+class MultiPersonPcp:
+    """PCP of a multi-person take. classes (K,) limb classes; per_person (G, K) percent per true
+    person and class; average () percent: per person the mean over all limbs, then over people;
+    matched (G, F): the prediction each true person was matched to per frame (-1 absent or none);
+    id_switches (G,): times a true person's matched prediction changed between frames."""
+
+    classes: list[str]
+    per_person: np.ndarray
+    average: float
+    matched: np.ndarray
+    id_switches: np.ndarray
+
+
+def match_people(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """One frame: each true person's closest prediction by MPJPE, one prediction per person
+    (Hungarian). pred (Q, J, 3), gt (G, J, 3) NaN where absent -> (G,) index into pred or -1."""
+    from scipy.optimize import linear_sum_assignment
+
+    out = np.full(len(gt), -1)
+    if not len(pred) or not len(gt):
+        return out
+    err = np.linalg.norm(pred[:, None] - gt[None], axis=-1)  # (Q, G, J)
+    valid = np.isfinite(err)
+    n = valid.sum(-1)
+    cost = np.where(valid, err, 0.0).sum(-1) / np.maximum(n, 1)
+    ok = n > 0
+    rows, cols = linear_sum_assignment(np.where(ok, cost, 1e9))
+    for q, g in zip(rows, cols, strict=True):
+        if ok[q, g]:
+            out[g] = q
+    return out
+
+
+def multi_person_pcp(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 0.5) -> MultiPersonPcp:
+    """PCP over a take: pred (Q, F, J, 3) predicted people, gt (G, F, J, 3) true people, NaN where
+    a person is absent. Each frame, every true person present is matched to the closest
+    prediction (`match_people`); a true person with no prediction scores 0 on every limb."""
+    Q, F = pred.shape[:2]
+    G = gt.shape[0]
+    present = np.isfinite(gt).all(-1).any(-1)  # (G, F)
+    matched = np.full((G, F), -1)
+    scores = None
+    for f in range(F):
+        here = np.flatnonzero(present[:, f])
+        if not len(here):
+            continue
+        m = match_people(pred[:, f], gt[here, f])
+        matched[here, f] = m
+        guess = np.where((m >= 0)[:, None, None], pred[np.maximum(m, 0), f], np.nan)
+        c, classes = pcp_limbs(guess, gt[here, f], skeleton, alpha)
+        if scores is None:
+            scores = np.full((G, F, c.shape[-1]), np.nan)
+        scores[here, f] = c
+    if scores is None:
+        raise TriangulumError("no true person is present in any frame; nothing to score.")
+    classes = [k for k, limbs in PCP_LIMBS.items() for _ in limbs]
+    names = list(PCP_LIMBS)
+    with np.errstate(invalid="ignore"):
+        per_limb = np.nanmean(scores, 1)  # (G, L)
+        per_person = np.stack([np.nanmean(per_limb[:, [i for i, k in enumerate(classes) if k == n]], -1)
+                               for n in names], -1) * 100
+        average = float(np.nanmean(np.nanmean(per_limb, -1)) * 100)
+    switches = np.zeros(G, int)
+    for g in range(G):
+        seq = matched[g][matched[g] >= 0]
+        switches[g] = int((np.diff(seq) != 0).sum())
+    return MultiPersonPcp(names, per_person, average, matched, switches)
