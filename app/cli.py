@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "app.commands.calib",
     "app.commands.capture",
     "app.commands.detect2d",
+    "app.commands.eval",
     "app.commands.gui",
     "app.commands.process",
     "app.commands.train",
