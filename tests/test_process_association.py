@@ -7,8 +7,9 @@ import pytest
 from test_process_support import reference_take, sample_result, sample_rig, views_of
 
 from app.process.association import PersonTracker, cue_points
+from app.process.identity import merged_tracks, relink
 from app.process.pipeline import FrameResult
-from app.process.take import ProcessConfig, choose_people, merged_tracks, relink
+from app.process.take import ProcessConfig, choose_people
 from engines.skeleton import BLAZEPOSE33, flip_left_right
 
 BYSTANDER_OFFSET = np.array([-1.25, 0.0, 0.0])  # beside the platform: in view of cam01 and cam02 only
