@@ -220,6 +220,22 @@ def test_overlay_from_the_real_pipeline(real_pose):
     assert inside.mean() > 0.9
 
 
+def test_the_int8_choice_reaches_the_2d_model(real_pose):
+    """The GUI's precision choice builds the quantised landmark network; its 3D of the same
+    frame set stays near the float pipeline's (process_quality --speed-options: 9-21 mm)."""
+    from app.gui.pipelines import PRECISION_LABELS, PipelineChoice, build_pipeline
+
+    rig, pose = real_pose
+    assert list(PRECISION_LABELS) == ["float", "int8"]
+    with pytest.raises(TriangulumError, match="unknown precision"):
+        PipelineChoice(precision="fp4").validate()
+    int8 = build_pipeline(rig, PipelineChoice(precision="int8"))
+    assert "int8" in int8.inner.people2d.estimator.backend.landmark.path.name
+    other = int8.process(pose.frameset)
+    gap = np.linalg.norm(other.joints3d - pose.joints3d, axis=-1)
+    assert np.isfinite(gap).sum() >= 20 and 0 < np.nanmedian(gap) < 0.05
+
+
 def test_pipeline_choices_cover_every_method():
     from app.gui.pipelines import FILTERS, METHOD_LABELS, PipelineChoice
     from app.process.reconstruct import METHODS

@@ -194,6 +194,7 @@ def test_settings_and_layout_are_remembered(make_window):
     w = make_window()
     w.panel.choose_method("robust")
     w.panel.choose_smoothing("one-euro")
+    w.panel.choose_precision("int8")
     w.view3d.set_trail_enabled(True)
     w.view3d.set_preset("top")
     w.dock_metrics.show()
@@ -201,6 +202,7 @@ def test_settings_and_layout_are_remembered(make_window):
     w.close()
     again = make_window()
     assert again.controller.choice.method == "robust" and again.controller.choice.smoothing == "one-euro"
+    assert again.controller.choice.precision == "int8" and again.panel.precision.currentData() == "int8"
     assert again.view3d.trail_enabled and again.view3d.preset == "top" and again.act_trail.isChecked()
     # The offscreen screen is small, so Qt fits the restored width to it; the height survives.
     assert again.size() != QtCore.QSize(1500, 900) and abs(again.height() - 777) <= 5

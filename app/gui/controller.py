@@ -289,7 +289,8 @@ class CaptureController(QtCore.QObject):
     def export(self, request: ExportRequest) -> Future:
         take = self.take.copy()  # the UI thread keeps adding poses to self.take meanwhile
         meta = {"calibration": str(self.rig_path) if self.rig_path else None, "sources": list(self.sources),
-                "method": self.choice.method, "live_smoothing": self.choice.smoothing}
+                "method": self.choice.method, "live_smoothing": self.choice.smoothing,
+                "precision": self.choice.precision}
         rig = self.rig
         return self._submit(lambda: export_take(take, request, meta, rig), self.exported.emit)
 

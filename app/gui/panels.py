@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtWidgets
 
-from app.gui.pipelines import FILTERS, METHOD_LABELS
+from app.gui.pipelines import FILTERS, METHOD_LABELS, PRECISION_LABELS
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -77,8 +77,14 @@ class SessionPanel(QtWidgets.QWidget):
         self.smoothing = QtWidgets.QComboBox()
         for key, label in FILTERS.items():
             self.smoothing.addItem(label, key)
+        self.precision = QtWidgets.QComboBox()
+        for key, label in PRECISION_LABELS.items():
+            self.precision.addItem(label, key)
+        self.precision.setToolTip("The 2D landmark network's arithmetic. int8 is 10-20 % faster on a "
+                                  "CPU and moves the 3D by 9-21 mm on the real takes; float is the default.")
         p.addRow("Triangulation", self.method)
         p.addRow("Filtering", self.smoothing)
+        p.addRow("2D model", self.precision)
         layout.addWidget(pipeline)
 
         self.start_button = QtWidgets.QPushButton("Start")
@@ -106,6 +112,11 @@ class SessionPanel(QtWidgets.QWidget):
         index = self.method.findData(key)
         if index >= 0:
             self.method.setCurrentIndex(index)
+
+    def choose_precision(self, key: str) -> None:
+        index = self.precision.findData(key)
+        if index >= 0:
+            self.precision.setCurrentIndex(index)
 
     def choose_smoothing(self, key: str) -> None:
         index = self.smoothing.findData(key)

@@ -24,23 +24,29 @@ from engines.heads import METHODS
 from engines.runtimes.onnx_runtime import default_threads
 
 FILTERS = {"none": "None", "one-euro": "One Euro (live smoothing)"}  # labels of app.process.pipeline.ONLINE_FILTERS
+# Labels of app.process.pipeline.PRECISIONS; the int8 figures are process_quality --speed-options'.
+PRECISION_LABELS = {"float": "Float (default)", "int8": "int8 (faster: 3D 9-21 mm from float)"}
 METHOD_LABELS = METHODS  # the one registry's labels, in its order
 
 
 @dataclass
 class PipelineChoice:
     """method: a triangulation method of app.process.reconstruct.METHODS; smoothing: a key of
-    FILTERS; backend: the BlazePose runtime ("onnxruntime", "torch", "tensorrt")."""
+    FILTERS; backend: the BlazePose runtime ("onnxruntime", "torch", "tensorrt"); precision:
+    the landmark network's, a key of PRECISION_LABELS (int8 runs on ONNX Runtime only)."""
 
     method: str = "algebraic"
     smoothing: str = "none"
     backend: str = "onnxruntime"
+    precision: str = "float"
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise TriangulumError(f"unknown triangulation method '{self.method}'; choose one of {', '.join(METHODS)}.")
         if self.smoothing not in FILTERS:
             raise TriangulumError(f"unknown filter '{self.smoothing}'; choose one of {', '.join(FILTERS)}.")
+        if self.precision not in PRECISION_LABELS:
+            raise TriangulumError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_LABELS)}.")
 
 
 @dataclass(eq=False)
@@ -94,4 +100,4 @@ def build_pipeline(rig: Rig | None, choice: PipelineChoice) -> PosePipeline:
     if rig is None:
         return PreviewPipeline()
     config = online_config(choice.method, choice.smoothing)
-    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend, default_threads()))
+    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend, default_threads(), choice.precision))

@@ -119,6 +119,7 @@ class MainWindow(WindowLayout, QtWidgets.QMainWindow):
         p.export_button.clicked.connect(self.ask_export)
         p.method.currentIndexChanged.connect(self._pipeline_choice_changed)
         p.smoothing.currentIndexChanged.connect(self._pipeline_choice_changed)
+        p.precision.currentIndexChanged.connect(self._pipeline_choice_changed)
         b = self.playback
         b.play_button.clicked.connect(self.play_pause)
         b.step_back.clicked.connect(lambda: c.step(-1))
@@ -239,6 +240,7 @@ class MainWindow(WindowLayout, QtWidgets.QMainWindow):
     def _pipeline_choice_changed(self) -> None:
         self.controller.choice.method = self.panel.method.currentData()
         self.controller.choice.smoothing = self.panel.smoothing.currentData()
+        self.controller.choice.precision = self.panel.precision.currentData()
         if self.controller.running:
             self.show_info("The new pipeline settings apply the next time the capture starts.")
 
@@ -281,7 +283,7 @@ class MainWindow(WindowLayout, QtWidgets.QMainWindow):
         self.panel.record_button.setChecked(c.recording)
         self.panel.record_button.setText("■ Stop recording" if c.recording else "● Record")
         self.panel.export_button.setEnabled(len(c.take) > 0 and not busy)
-        for w in (self.panel.method, self.panel.smoothing):
+        for w in (self.panel.method, self.panel.smoothing, self.panel.precision):
             w.setEnabled(not running)
 
     # --- recording -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class OnnxRuntimeModel:
             options.intra_op_num_threads = 1
         elif threads:
             options.intra_op_num_threads = threads
+        self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
