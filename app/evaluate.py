@@ -16,7 +16,9 @@ MPJPE; one prediction per person); errors are over matched pairs, so one file of
 people is scored against another. Reported: per joint mean / median / p90 error and the
 frames it was scored on; MPJPE, P-MPJPE, PCK@150 mm; PCP per limb class and person
 (training.metrics.multi_person_pcp, the Shelf/Campus score: a reference person with no
-prediction scores 0), when the joints allow the limbs; and a Bland-Altman plot per axis.
+prediction scores 0), when the joints allow the limbs; N-MPJPE; EpipolarPose's PSS (k = 50,
+clusters fitted on the training subjects' motion capture when it is reachable, poses turned
+to face one way); and a Bland-Altman plot per axis.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import TriangulumError
-from training.metrics import match_people, multi_person_pcp, p_mpjpe, pck
+from training.metrics import match_people, multi_person_pcp, n_mpjpe, p_mpjpe, pck
 
 
 @dataclass
@@ -189,9 +191,40 @@ def evaluate(pred: People, ref: People, joint_map: dict[str, str] | None = None,
                             "p90": float(np.percentile(e, 90)), "frames": int(e.size)} if e.size else
                            {"mean": float("nan"), "median": float("nan"), "p90": float("nan"), "frames": 0})
     fin = err[np.isfinite(err)]
-    summary = {"mpjpe": float(fin.mean()), "median": float(np.median(fin)), "p_mpjpe": p_mpjpe(got, want),
-               "pck150": pck(got, want, 0.150), "poses": int(len(got))}
+    summary = {"mpjpe": float(fin.mean()), "median": float(np.median(fin)), "n_mpjpe": n_mpjpe(got, want),
+               "p_mpjpe": p_mpjpe(got, want), "pck150": pck(got, want, 0.150), "poses": int(len(got))}
+    pss = _pss(got, want, names)
+    if pss is not None:
+        summary["pss50"] = pss
     return EvalReport(names, per_joint, summary, _pcp(P, R, names), F, (got, want))
+
+
+def _pss(got: np.ndarray, want: np.ndarray, names: list[str]) -> float | None:
+    """EpipolarPose's PSS (k = 50) with the clusters fitted on the training subjects' motion
+    capture (training.mocap), in the joints both files have, every pose turned to face +Y and
+    centred on the pelvis. None without the motion capture or without hips and shoulders."""
+    from engines.skeleton import BLAZEPOSE33, named_points
+    from training.metrics import face_forward, pose_structure_score
+    from training.mocap import MOCAP_DIR, TRAIN_SUBJECTS, load_clips
+
+    need = ("left_hip", "right_hip")
+    if not all(n in names for n in need) or not (MOCAP_DIR / "bvh").is_dir():
+        return None
+    try:
+        train = np.concatenate(list(load_clips(subjects=TRAIN_SUBJECTS, step=8).values()))
+        train = named_points(train, BLAZEPOSE33, names + ["pelvis"])
+    except TriangulumError:
+        return None  # a joint the motion capture does not have
+    l, r = names.index("left_hip"), names.index("right_hip")
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        x = np.concatenate([x, x[:, [l, r]].mean(1, keepdims=True)], 1)
+        return face_forward(x, l, r)
+
+    ok = np.isfinite(got).all((1, 2)) & np.isfinite(want).all((1, 2))
+    if ok.sum() < 1:
+        return None
+    return pose_structure_score(prep(got[ok]), prep(want[ok]), root=len(names), k=50, training=face_forward(train, l, r))
 
 
 def _pcp(P: np.ndarray, R: np.ndarray, names: list[str]) -> dict | None:
@@ -255,8 +288,10 @@ def format_report(report: EvalReport) -> str:
     for name, s in report.per_joint.items():
         lines.append(f"{name:<18} {1000 * s['mean']:8.1f} {1000 * s['median']:8.1f} {1000 * s['p90']:8.1f} {s['frames']:7d}")
     s = report.summary
-    lines.append(f"MPJPE {1000 * s['mpjpe']:.1f} mm (median {1000 * s['median']:.1f}), P-MPJPE "
-                 f"{1000 * s['p_mpjpe']:.1f} mm, PCK@150mm {100 * s['pck150']:.1f} %, over {s['poses']} poses")
+    pss = f", PSS@50 {100 * s['pss50']:.1f} %" if "pss50" in s else ""
+    lines.append(f"MPJPE {1000 * s['mpjpe']:.1f} mm (median {1000 * s['median']:.1f}), N-MPJPE "
+                 f"{1000 * s['n_mpjpe']:.1f} mm, P-MPJPE {1000 * s['p_mpjpe']:.1f} mm, PCK@150mm "
+                 f"{100 * s['pck150']:.1f} %{pss}, over {s['poses']} poses")
     if report.pcp:
         lines.append("PCP % (alpha 0.5; head limb thorax-nose): " + ", ".join(
             f"{c} {np.nanmean([p[i] for p in report.pcp['per_person']]):.1f}" for i, c in enumerate(report.pcp["classes"]))

@@ -9,6 +9,7 @@ from training.metrics import (
     PCP_LIMBS,
     acceleration,
     bone_length_stats,
+    face_forward,
     jitter,
     kmeans,
     match_people,
@@ -253,3 +254,19 @@ def test_multi_person_pcp_matches_people_and_scores_a_missed_one_zero():
     assert s.id_switches.tolist() == [2, 1]
     with pytest.raises(TriangulumError, match="no true person"):
         multi_person_pcp(pred, np.full_like(gt, np.nan), BLAZEPOSE33)
+
+
+def test_pss_with_clusters_from_training_poses_and_facing_normalised():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 6, 3))
+    gt = train[:60] + rng.normal(0, 0.01, (60, 6, 3))
+    assert pose_structure_score(gt, gt, root=0, k=10, training=train) == 1.0
+    far = gt + rng.normal(0, 3.0, gt.shape)
+    assert pose_structure_score(far, gt, root=0, k=10, training=train) < 0.5
+    # Turning a pose about the vertical does not change it once faced forward.
+    a = 0.7
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    np.testing.assert_allclose(face_forward(gt @ turn.T, 1, 2), face_forward(gt, 1, 2), atol=1e-12)
+    ff = face_forward(gt, 1, 2)
+    np.testing.assert_allclose((ff[:, 1, 0] - ff[:, 2, 0]), 0, atol=1e-12)
+    assert (ff[:, 1, 1] - ff[:, 2, 1] > 0).all()

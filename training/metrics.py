@@ -180,11 +180,14 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = 100) -> np.nd
 
 
 def pose_structure_score(
-    pred: np.ndarray, gt: np.ndarray, root: int, k: int = 50, seed: int = 0
+    pred: np.ndarray, gt: np.ndarray, root: int, k: int = 50, seed: int = 0,
+    training: np.ndarray | None = None,
 ) -> float:
     """Pose Structure Score (EpipolarPose): share of poses whose prediction lands in the same
-    k-means cluster as its ground truth. Clusters come from the ground-truth poses after
-    root-centring and L2 normalisation. (N, J, 3) x2 -> float; poses with a NaN are left out.
+    k-means cluster as its ground truth. Clusters come from `training` poses (M, J, 3) when
+    given (EpipolarPose fits them on the training set), else from the ground-truth poses,
+    after root-centring and L2 normalisation. (N, J, 3) x2 -> float; poses with a NaN are
+    left out.
     """
     pred, gt = _pair(pred, gt)
     pred = pred.reshape(-1, *pred.shape[-2:])
@@ -193,8 +196,27 @@ def pose_structure_score(
     p, g = normalise_poses(pred[ok], root), normalise_poses(gt[ok], root)
     ok = ~(np.isnan(p).any(1) | np.isnan(g).any(1))  # zero-size poses cannot be normalised
     p, g = p[ok], g[ok]
-    centres = kmeans(g, k, seed=seed)
+    fit = g
+    if training is not None:
+        t = np.asarray(training, dtype=np.float64)
+        t = t[~np.isnan(t).any(axis=(1, 2))]
+        fit = normalise_poses(t, root)
+        fit = fit[~np.isnan(fit).any(1)]
+    centres = kmeans(fit, k, seed=seed)
     return float((_nearest(p, centres)[0] == _nearest(g, centres)[0]).mean())
+
+
+def face_forward(poses: np.ndarray, left: int, right: int) -> np.ndarray:
+    """Turn each pose about the vertical (Z) so that its left-right line (joint `left` minus
+    `right`) points along +Y: (N, J, 3) -> (N, J, 3). World-frame poses then compare by
+    posture, not by where the person faced (PSS on world coordinates needs this)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    d = poses[:, left, :2] - poses[:, right, :2]
+    a = np.pi / 2 - np.arctan2(d[:, 1], d[:, 0])
+    c, s = np.cos(a), np.sin(a)
+    R = np.zeros((len(poses), 3, 3))
+    R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1], R[:, 2, 2] = c, -s, s, c, 1.0
+    return np.einsum("nij,nkj->nki", R, poses)
 
 
 @dataclass(frozen=True)
