@@ -215,16 +215,16 @@ def _pss(got: np.ndarray, want: np.ndarray, names: list[str]) -> float | None:
         train = named_points(train, BLAZEPOSE33, names + ["pelvis"])
     except TriangulumError:
         return None  # a joint the motion capture does not have
-    l, r = names.index("left_hip"), names.index("right_hip")
+    left, right = names.index("left_hip"), names.index("right_hip")
 
     def prep(x: np.ndarray) -> np.ndarray:
-        x = np.concatenate([x, x[:, [l, r]].mean(1, keepdims=True)], 1)
-        return face_forward(x, l, r)
+        x = np.concatenate([x, x[:, [left, right]].mean(1, keepdims=True)], 1)
+        return face_forward(x, left, right)
 
     ok = np.isfinite(got).all((1, 2)) & np.isfinite(want).all((1, 2))
     if ok.sum() < 1:
         return None
-    return pose_structure_score(prep(got[ok]), prep(want[ok]), root=len(names), k=50, training=face_forward(train, l, r))
+    return pose_structure_score(prep(got[ok]), prep(want[ok]), root=len(names), k=50, training=face_forward(train, left, right))
 
 
 def _pcp(P: np.ndarray, R: np.ndarray, names: list[str]) -> dict | None:
