@@ -4,7 +4,7 @@
                                          [--backend onnxruntime|torch|tensorrt] [--threads N]
                                          [--method algebraic] [--filter none|one-euro]
                                          [--codec mjpeg] [--pose-decode full|reduced]
-                                         [--only norecord|record|lockstep|replay60]
+                                         [--only norecord|record|lockstep|replay60|fill]
 
 Four `video:` sources from ../shared/data/pose2sim-demo-single (1080/1088x1920, looping)
 paced at --fps like live cameras, live sync, the pose worker running the pipeline that
@@ -25,7 +25,9 @@ JPEGs are stored as they come, without decoding or re-encoding). replay60-decode
 baseline in the same run: the same replay with every frame decoded by its grabber and
 re-encoded by the recorder, as before frames could stay compressed.
 
-Reported per run: achieved pose rate; median and 95th-percentile latency from capture
+Reported per run: achieved pose rate (computed poses) and the rate of poses filled in for the
+sets pose skipped (app.capture.worker; `fill` first prints how far filled-in 3D lies from
+computed 3D on the studio take); median and 95th-percentile latency from capture
 time (the set's mean capture time) to the PoseFrame being published; per-stage medians
 (sync = capture -> set complete, i.e. delivery and matching; wait = set complete -> worker
 starts; then the pipeline's own stages as it reports them: pose2d = 2D of everyone in every
@@ -180,10 +182,13 @@ def run(
     t_end = clock()
     capture.stop()
     final = capture.stats()  # after stop: everything queued has been written
-    poses = []
+    poses, filled = [], 0
     while (p := box.get(timeout=0)) is not None:
         if t_start <= p.t_published <= t_end:
-            poses.append(p)
+            if p.filled:  # filled in between computed poses (app.capture.worker): counted apart
+                filled += 1
+            else:
+                poses.append(p)
     window = t_end - t_start
     latency = np.array([p.latency for p in poses]) * 1000
     delivered = {c.camera: c.frames for c in end.cameras}
@@ -198,6 +203,7 @@ def run(
         "seconds": round(window, 2),
         "poses": len(poses),
         "pose_rate": round(len(poses) / window, 2),
+        "filled_rate": round(filled / window, 2),
         "latency_ms_median": round(float(np.median(latency)), 1) if len(latency) else None,
         "latency_ms_p95": round(float(np.percentile(latency, 95)), 1) if len(latency) else None,
         "stage_ms_median": {
@@ -237,14 +243,41 @@ def run(
     return result
 
 
+def fill_accuracy() -> list[dict]:
+    """How far filled-in 3D lies from computed 3D: the studio take offline with every set
+    computed and no filter, thinned to 30 fps; pose kept on every (k+1)-th set and the k
+    between filled in as the live worker does (app.capture.worker.between); median and p90
+    distance (mm) over the 12 limb joints from the computed 3D of those sets."""
+    from app.capture.worker import between
+    from app.process.inputs import open_take
+    from app.process.take import ProcessConfig, TemporalConfig, process_take
+    from engines.skeleton import BLAZEPOSE33, limb_joint_indices
+
+    result = process_take(open_take([]), ProcessConfig(temporal=TemporalConfig(gap_fill=None, butterworth=None)))
+    joints = result.people[0].raw.joints[::2][:, limb_joint_indices(BLAZEPOSE33)]  # 60 -> 30 fps
+    rows = []
+    for k in (1, 2, 3):
+        errors = []
+        for a in range(0, len(joints) - k - 1, k + 1):
+            b = a + k + 1
+            for m in range(a + 1, b):
+                errors.append(np.linalg.norm(between(joints[a], a, joints[b], b, m) - joints[m], axis=-1))
+        e = np.concatenate(errors) * 1000
+        e = e[np.isfinite(e)]
+        rows.append({"skipped_per_computed": k, "median_mm": round(float(np.median(e)), 1),
+                     "p90_mm": round(float(np.percentile(e, 90)), 1)})
+    return rows
+
+
 def print_table(results: list[dict]) -> None:
     """One row per run; a column per stage any run reported (median ms)."""
     stages: dict[str, None] = {}
     for r in results:
         stages.update(dict.fromkeys(r["stage_ms_median"]))
-    head = (f"{'run':<15}{'pose/s':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
+    head = (f"{'run':<15}{'pose/s':>8}{'filled':>8}{'lat med':>9}{'lat p95':>9}" + "".join(f"{s[:11]:>12}" for s in stages)
             + f"{'skew':>7}{'cam fps':>9}{'cam drop':>10}{'unused':>8}{'rec drop':>10}{'rec/deliv':>10}{'rec ms/f':>9}")
-    print("latency and stages: median milliseconds; skew: median sync skew")
+    print("pose/s: computed poses; filled: poses filled in per second for the sets pose skipped;\n"
+          "latency and stages: median milliseconds (computed poses); skew: median sync skew")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -258,7 +291,7 @@ def print_table(results: list[dict]) -> None:
         lat = f"{'-':>9}{'-':>9}" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:>9.0f}{r['latency_ms_p95']:>9.0f}"
         cells = "".join(f"{st[s]:>12.1f}" if s in st else f"{'-':>12}" for s in stages)
         print(
-            f"{r['run']:<15}{r['pose_rate']:>8.2f}{lat}{cells}"
+            f"{r['run']:<15}{r['pose_rate']:>8.2f}{r['filled_rate']:>8.2f}{lat}{cells}"
             f"{r['sync_skew_ms_median']:>7.1f}{fps:>9.1f}{drop:>9.1f}%{unused:>7.1f}%{rec:>10}{ratio:>10}{rec_cpu:>9}"
         )
     for r in results:
@@ -290,8 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, nargs="+", default=[4],
                         help="camera counts to run (2, 4 or 8; 8 repeats the four studio cameras under new names)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float", help="landmark network precision")
-    parser.add_argument("--only", choices=("norecord", "record", "lockstep", "replay60"), help="run just one of them (replay60 runs its baseline too)")
+    parser.add_argument("--only", choices=("norecord", "record", "lockstep", "replay60", "fill"),
+                        help="run just one of them (replay60 runs its baseline too; fill: the accuracy of filled-in poses)")
     args = parser.parse_args(argv)
+    fill = []
+    if args.only in (None, "fill"):
+        fill = fill_accuracy()
+        print("filled-in 3D against computed (studio take at 30 fps, 12 limb joints): " + "; ".join(
+            f"{r['skipped_per_computed']} skipped per computed: {r['median_mm']} mm median, {r['p90_mm']} p90"
+            for r in fill))
+        if args.only == "fill":
+            return 0
     if not DATA.exists():
         sys.exit(f"error: {DATA} is missing; the benchmark needs the shared pose2sim recording.")
     originals = [f"video:{DATA / 'videos' / f'cam0{i}.mp4'}?fps={args.fps:g}&loop=1" for i in range(1, 5)]
@@ -356,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {"fps": args.fps, "seconds": args.seconds, "backend": args.backend, "threads": args.threads,
                        "method": args.method, "filter": args.filter, "warmup_s": WARMUP, "cameras": 4},
             "results": results,
+            "fill_accuracy": fill,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -398,3 +398,51 @@ def test_a_two_stage_pipeline_runs_pipelined_in_order_and_a_failure_skips_only_i
     stats = capture.worker.stats()
     assert stats.errors == 2 and "bad" in stats.last_error
     assert all(p.timings["process"] >= 0.01 for p in poses)  # both stages' time (the first sleeps 10 ms)
+
+
+class _SlowLinear(PreviewPipeline):
+    """A pipeline slower than the cameras (70 ms a set) whose one joint moves linearly with
+    the set's capture time: filled-in poses can be checked exactly."""
+
+    def process(self, frameset):
+        time.sleep(0.07)
+        pose = super().process(frameset)
+        t = frameset.t
+        pose.joints3d = np.array([[t, 2 * t, 1.0]])
+        pose.keypoints2d = np.zeros((len(pose.cameras), 1, 2))
+        pose.confidences = np.full((len(pose.cameras), 1), 0.8)
+        pose.reprojections = np.zeros((len(pose.cameras), 1, 2))
+        pose.joint_names = ("hip",)
+        return pose
+
+
+@pytest.mark.parametrize("fill", [True, False])
+def test_sets_the_pipeline_skips_are_filled_in_order_and_marked(fill):
+    specs = ["test:a?fps=30&width=320&height=240", "test:b?fps=30&width=320&height=240"]
+    capture = LiveCapture(CaptureConfig(sources=specs, fill=fill), _SlowLinear())
+    capture.open()
+    box = capture.worker.subscribe(capacity=1000, images=False)
+    capture.start()
+    time.sleep(2.0)
+    stats = capture.worker.stats()
+    capture.stop()
+    poses = []
+    while (p := box.get(timeout=0)) is not None:
+        poses.append(p)
+    computed = [p for p in poses if not p.filled]
+    filled = [p for p in poses if p.filled]
+    assert 8 <= stats.poses_per_second <= 16  # the real pose rate: computed poses only
+    if not fill:
+        assert not filled and stats.filled_per_second == 0
+        return
+    # About two sets of three were skipped at 30 fps; each got a pose, in time order.
+    assert len(filled) >= len(computed) and stats.filled_per_second > 10
+    times = [p.t_capture for p in poses]
+    assert times == sorted(times)
+    gaps = np.diff(times[times.index(computed[1].t_capture):])
+    assert np.median(gaps) == pytest.approx(1 / 30, rel=0.2) and gaps.max() < 0.2
+    for p in filled:  # linear motion is interpolated exactly; no 2D is claimed
+        np.testing.assert_allclose(p.joints3d, [[p.t_capture, 2 * p.t_capture, 1.0]], atol=1e-9)
+        assert np.isnan(p.keypoints2d).all() and p.confidences.min() == pytest.approx(0.8)
+    assert json.loads(encode_json(filled[0]))["filled"] is True and "filled" not in json.loads(encode_json(computed[0]))
+    assert b"/triangulum/filled" in encode_osc(filled[0])

@@ -150,6 +150,9 @@ class PoseFrame:
     "wait", "process" and "latency"). cameras: names of the C views in order. joint_names: the J joint names.
     frameset: the images the pose came from (for display), None where a subscriber did
     not ask for images. t_published: when the worker published it, seconds on `clock`.
+    filled: not computed from frames of its own instant: the worker filled it in between two
+    computed poses (live, when the pipeline could not run every set; see app.capture.worker),
+    so it has no 2D (keypoints2d and reprojections are NaN; confidences are interpolated).
     """
 
     index: int
@@ -163,6 +166,7 @@ class PoseFrame:
     joint_names: tuple[str, ...] = ()
     frameset: FrameSet | None = None
     t_published: float = math.nan
+    filled: bool = False
 
     @property
     def latency(self) -> float:

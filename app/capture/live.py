@@ -40,7 +40,8 @@ class CaptureConfig:
     frame period). record: a new folder to record into. calibration: the rig, saved with
     the recording. stream: "HOST:PORT" or
     "osc://HOST:PORT" to send joints to. spare_buffers: image buffers per camera beyond
-    what the sync buffer and recorder hold (for the pose worker and displays)."""
+    what the sync buffer and recorder hold (for the pose worker and displays). fill: in live
+    mode, poses for the sets the pipeline skipped, interpolated and marked (PoseWorker)."""
 
     sources: list[str]
     mode: str = "live"
@@ -52,6 +53,7 @@ class CaptureConfig:
     stream: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     spare_buffers: int = 6
+    fill: bool = True  # live: fill in the 3D of sets the pipeline skipped (app.capture.worker)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ class LiveCapture:
             self.sync = SyncBuffer(self.cameras, tolerance, cfg.mode, cfg.sync_depth)
             # Recording live comes first: the pose worker yields the CPU to grabbers and recorder.
             live_recording = bool(cfg.record) and cfg.mode == "live"
-            self.worker = PoseWorker(self.sync, self.pipeline, niceness=POSE_NICENESS if live_recording else 0)
+            self.worker = PoseWorker(self.sync, self.pipeline, niceness=POSE_NICENESS if live_recording else 0,
+                                     fill=cfg.fill and cfg.mode == "live")
             if cfg.stream:
                 target = parse_stream_target(cfg.stream)
                 self.streamer = PoseStreamer(self.worker.subscribe(capacity=8, images=False), target)

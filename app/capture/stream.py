@@ -5,9 +5,11 @@ Two encodings, one datagram per pose:
     {"type": "pose", "frame": 12, "t": 1234.567, "names": ["nose", ...],
      "joints": [[x, y, z] or null, ...], "confidence": [c, ...]}
   metres in the calibration's world frame; t in seconds on the capture clock; null where a
-  joint was not triangulated; confidence is the mean over views, in [0, 1].
+  joint was not triangulated; confidence is the mean over views, in [0, 1]; `"filled": true`
+  marks a pose filled in between two computed ones (app.capture.worker), at the camera rate.
 - OSC 1.0 (`osc://HOST:PORT`): a bundle holding `/triangulum/frame` (int32 frame, float64 t)
-  and one `/triangulum/joint/<name>` (float32 x, y, z, confidence) per triangulated joint.
+  and one `/triangulum/joint/<name>` (float32 x, y, z, confidence) per triangulated joint;
+  a filled-in pose adds `/triangulum/filled` (int32 1).
 
 The default host is 127.0.0.1. Sending never blocks capture: the sender has its own
 thread and mailbox, and a pose that finds the mailbox full replaces the oldest one.
@@ -79,6 +81,8 @@ def encode_json(pose: PoseFrame) -> bytes:
         "joints": joints,
         "confidence": [round(float(c), 4) for c in _joint_confidence(pose)],
     }
+    if pose.filled:
+        message["filled"] = True
     return json.dumps(message, separators=(",", ":")).encode("utf-8")
 
 
@@ -94,6 +98,8 @@ def _osc_message(address: str, types: str, *values: float | int) -> bytes:
 def encode_osc(pose: PoseFrame) -> bytes:
     """An OSC bundle (immediate time tag) of the frame message and one message per joint."""
     messages = [_osc_message("/triangulum/frame", "id", int(pose.index), float(pose.t_capture))]
+    if pose.filled:
+        messages.append(_osc_message("/triangulum/filled", "i", 1))
     for name, p, c in zip(_names(pose), np.asarray(pose.joints3d), _joint_confidence(pose), strict=True):
         if np.all(np.isfinite(p)):
             messages.append(_osc_message(f"/triangulum/joint/{name}", "ffff", *map(float, p), float(c)))

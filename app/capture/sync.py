@@ -192,6 +192,12 @@ class SyncBuffer:
         with self._cond:
             return self._finished()
 
+    def frame_period(self) -> float | None:
+        """The slowest active camera's recent frame period (s), None before two frames."""
+        with self._cond:
+            periods = [p for c in self._participants() if (p := self._period(c)) is not None and p > 0]
+        return max(periods) if periods else None
+
     def _finished(self) -> bool:
         # Once too few cameras can still deliver, no set will ever be handed out again, and
         # a lock-step push no longer waits (the last camera's frames are dropped).

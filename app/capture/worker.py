@@ -9,6 +9,15 @@ larger capacity.
 
 The worker knows nothing about models: any object with `process(frameset) -> PoseFrame`
 will do (see `PosePipeline`).
+
+Filling in (`fill=True`, live capture): when the pipeline is slower than the cameras, the
+sets it skipped still get a pose. Before publishing a computed pose, the worker publishes,
+at the cameras' frame period, poses for the instants since the previous computed one, each
+joint (and its confidences) linear in time between the two (`filled=True`; no 2D). They are interpolated, not
+extrapolated: the worker has both neighbours when it publishes, so the stream and anything
+recording it stay in time order, at the camera rate, without overshoot; gaps longer than
+`max_fill_s` (the person was lost, or the pipeline stalled) are not filled. The pose rate in
+the stats counts computed poses only; `filled_per_second` counts the others.
 """
 
 from __future__ import annotations
@@ -118,11 +127,18 @@ class WorkerStats:
 
     poses: int
     poses_per_second: float
+    filled_per_second: float
     latency_median: float
     latency_p95: float
     stages: dict[str, float]
     errors: int
     last_error: str
+
+
+def between(a: np.ndarray, t_a: float, b: np.ndarray, t_b: float, t: float) -> np.ndarray:
+    """Values a at t_a and b at t_b (same shape), linear in time, at t (NaN stays NaN)."""
+    w = (t - t_a) / (t_b - t_a)
+    return (1 - w) * a + w * b
 
 
 def lower_thread_priority(niceness: int) -> bool:
@@ -143,8 +159,13 @@ def lower_thread_priority(niceness: int) -> bool:
 class PoseWorker:
     """Runs `pipeline` on sets from `sync` and publishes PoseFrames to subscribers."""
 
-    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0) -> None:
+    def __init__(self, sync: SyncBuffer, pipeline: PosePipeline, history: int = 512, niceness: int = 0,
+                 fill: bool = False, max_fill_s: float = 0.5) -> None:
         self.sync = sync
+        self.fill = fill
+        self.max_fill_s = max_fill_s
+        self._previous: PoseFrame | None = None  # the last computed pose (for filling in)
+        self._filled: deque[float] = deque(maxlen=history)
         self.niceness = niceness
         self.pipeline = pipeline
         self._subscribers: list[Mailbox] = []
@@ -282,13 +303,47 @@ class PoseWorker:
         pose.frameset = frameset
         pose.t_published = clock()
         pose.timings["latency"] = pose.latency
+        if self.fill:
+            for filled in self._fill_before(pose):
+                self._deliver(filled)
         with self._lock:
-            boxes = self._subscribers
             self._poses += 1
             self._published.append(pose.t_published)
             self._latency.append(pose.latency)
             for stage, seconds in pose.timings.items():
                 self._stages.setdefault(stage, deque(maxlen=self._history)).append(seconds)
+        self._deliver(pose)
+
+    def _fill_before(self, pose: PoseFrame) -> list[PoseFrame]:
+        """Poses at the frame period between the previous computed pose and `pose` (module
+        docstring); remembers `pose` as the previous one."""
+        before, self._previous = self._previous, pose
+        period = getattr(self.sync, "frame_period", lambda: None)()
+        if before is None or not period or pose.joints3d.size == 0 or pose.joints3d.shape != before.joints3d.shape:
+            return []
+        gap = pose.t_capture - before.t_capture
+        if not 1.5 * period < gap <= self.max_fill_s:
+            return []
+        C, J = pose.keypoints2d.shape[:2]
+        out = []
+        for k in range(1, int(round(gap / period))):
+            t = before.t_capture + k * period
+            if t > pose.t_capture - 0.5 * period:
+                break
+            out.append(PoseFrame(
+                index=before.index, t_capture=t, cameras=pose.cameras,
+                joints3d=between(before.joints3d, before.t_capture, pose.joints3d, pose.t_capture, t),
+                keypoints2d=np.full((C, J, 2), np.nan),
+                confidences=between(before.confidences, before.t_capture, pose.confidences, pose.t_capture, t),
+                reprojections=np.full((C, J, 2), np.nan), joint_names=pose.joint_names,
+                t_published=pose.t_published, filled=True))
+        with self._lock:
+            self._filled.extend([pose.t_published] * len(out))
+        return out
+
+    def _deliver(self, pose: PoseFrame) -> None:
+        with self._lock:
+            boxes = self._subscribers
         bare = None
         for box in boxes:
             if box.images:
@@ -297,6 +352,13 @@ class PoseWorker:
                 bare = bare or dataclasses.replace(pose, frameset=None)
                 box.put(bare)
 
+    def _filled_rate(self, now: float, window: float = 1.0) -> float:
+        """Filled poses per second: they come in bursts at each computed pose's publication,
+        so their rate is the pose rate times filled per computed pose in the window."""
+        computed = sum(1 for t in self._published if now - t <= window)
+        filled = sum(1 for t in self._filled if now - t <= window)
+        return recent_rate(self._published, now, window) * filled / computed if computed else 0.0
+
     def stats(self) -> WorkerStats:
         now = clock()
         with self._lock:
@@ -304,6 +366,7 @@ class PoseWorker:
             return WorkerStats(
                 poses=self._poses,
                 poses_per_second=recent_rate(self._published, now),
+                filled_per_second=self._filled_rate(now),
                 latency_median=float(np.median(latency)),
                 latency_p95=float(np.percentile(latency, 95)),
                 stages={k: float(np.median(v)) for k, v in self._stages.items()},

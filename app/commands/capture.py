@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C or the sources end)")
     p.add_argument("--stream", metavar="HOST:PORT", help="send 3D joints as JSON over UDP (osc://HOST:PORT for OSC)")
     p.add_argument("--lockstep", action="store_true", help="read files as fast as they are processed and hand out every frame set (offline) instead of the newest")
+    p.add_argument("--no-fill", action="store_true",
+                   help="live, when pose cannot run on every frame set: do not fill in the skipped sets' 3D "
+                        "(by default they are interpolated between computed poses and marked \"filled\" in the stream)")
     p.add_argument("--tolerance", type=float, metavar="MS", help="sync tolerance in ms (default: half the slowest frame period)")
     add_method_arguments(p)
     # No `choices`: the list is app.process.pipeline.ONLINE_FILTERS, whose import (the whole
@@ -85,6 +88,8 @@ def format_stats(s: CaptureStats) -> str:
             f" unused {sum(s.sync.dropped.values())}")
     w = s.worker
     pose = f"pose {w.poses_per_second:4.1f}/s lat {w.latency_median * 1e3:.0f}/{w.latency_p95 * 1e3:.0f}ms"
+    if w.filled_per_second:
+        pose += f" +{w.filled_per_second:.1f}/s filled"
     line = f"{s.t:6.1f}s  {cams} | {sync} | {pose}"
     if s.recorder is not None:
         r = s.recorder
@@ -143,6 +148,7 @@ def run_capture(args: argparse.Namespace, rig: Rig | None, pipeline: FramePipeli
                                 min_free_bytes=int(getattr(args, "min_free", 256) * 2**20)),
         calibration=rig,
         stream=args.stream,
+        fill=not getattr(args, "no_fill", False),
     )
     capture = LiveCapture(config, pipeline)
     if rig is not None:

@@ -304,7 +304,8 @@ class CaptureController(QtCore.QObject):
         pose = runner.poses.get(0) if runner.poses is not None else None
         if runner.take is not None:
             while (p := runner.take.get(0)) is not None:
-                self.pose_times.append(p.t_published)
+                if not p.filled:  # the real pose rate: filled-in poses are counted apart
+                    self.pose_times.append(p.t_published)
                 try:
                     self.take.add(p)
                 except TriangulumError as exc:
@@ -328,4 +329,6 @@ class CaptureController(QtCore.QObject):
             if stage != "process":
                 h.add(f"latency:{stage}", s.t, seconds * 1e3)
         h.add("pose:poses/s", s.t, event_rate(list(self.pose_times), s.t))
+        if s.filled_per_second:
+            h.add("pose:filled in/s", s.t, s.filled_per_second)
         return s

@@ -31,7 +31,8 @@ class Snapshot:
     camera_fps: frames per second each camera delivers; skew: spread of capture times within
     recent frame sets (s); stages: median seconds per pipeline stage (incl. "latency");
     position/length: frame set shown and sets in the media (-1/0 when live); recorder: the
-    recording's state, None when not recording.
+    recording's state, None when not recording; filled_per_second: live poses filled in between
+    computed ones (the pose rate shown counts computed poses only).
     """
 
     t: float
@@ -46,6 +47,7 @@ class Snapshot:
     length: int = 0
     playing: bool = False
     ended: bool = False
+    filled_per_second: float = 0.0  # live: poses filled in between computed ones (app.capture.worker)
 
 
 class LiveRunner:
@@ -130,6 +132,7 @@ class LiveRunner:
             last_error=s.worker.last_error or next((c.last_error for c in s.cameras if c.state == "failed"), ""),
             recorder=s.recorder,
             recording_dir=self.recording_dir,
+            filled_per_second=s.worker.filled_per_second,
         )
 
 

@@ -29,6 +29,7 @@ class Take:
         self.joint_names: tuple[str, ...] = ()
         self._joints: dict[int, np.ndarray] = {}
         self._times: dict[int, float] = {}
+        self.filled: set[int] = set()  # keys of poses filled in between computed ones
 
     def add(self, pose: PoseFrame) -> None:
         """Keep a pose with joints (preview poses without joints are ignored)."""
@@ -41,6 +42,8 @@ class Take:
         key = pose.index if self.frame_indexed else len(self._joints)
         self._joints[key] = np.asarray(pose.joints3d, np.float64)
         self._times[key] = pose.t_capture
+        if pose.filled:
+            self.filled.add(key)
 
     def __len__(self) -> int:
         return len(self._joints)
@@ -51,11 +54,13 @@ class Take:
         out.joint_names = self.joint_names
         out._joints = dict(self._joints)
         out._times = dict(self._times)
+        out.filled = set(self.filled)
         return out
 
     def clear(self) -> None:
         self._joints.clear()
         self._times.clear()
+        self.filled.clear()
         self.joint_names = ()
 
     @property
@@ -114,6 +119,9 @@ def export_take(take: Take, request: ExportRequest, metadata: dict | None = None
     if request.butterworth is not None:
         steps["butterworth"] = describe(request.butterworth)
     info = {"source": "triangulum gui", "frames_with_pose": len(take), "filters": steps, **(metadata or {})}
+    if take.filled:  # frames (0 = the first exported) whose pose was filled in, not computed
+        first = min(take._joints)
+        info["filled_frames"] = sorted(k - first for k in take.filled)
     paths = export_all(request.folder, joints, skeleton, fps, tuple(request.formats), request.stem, info, rig=rig)
     if request.kinematics:
         from app.kinematics import take_kinematics
