@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_process_support import reference_take, sample_result, sample_rig, views_of
 
-from app.process.association import PersonTracker, cue_points
+from app.process.association import PersonTracker
+from app.process.cues import cue_points
 from app.process.identity import merged_tracks, relink
 from app.process.pipeline import FrameResult
 from app.process.take import ProcessConfig, choose_people
