@@ -51,7 +51,8 @@ class PersonOptions:
     right heel), (left toe, right toe)); trunk: hips and shoulders (their mean stands
     for the centre of mass; default: every joint but the feet); top_ratio: eye height / stature; height_percentile:
     which per-frame height counts as standing upright; max_frames: frames used, evenly
-    spaced (consecutive video frames add little but time)."""
+    spaced (consecutive video frames add little but time); min_support: the share of each
+    camera's confident keypoints the final adjustment must keep (`check_support`)."""
 
     min_confidence: float = 0.5
     ransac_px: float = 4.0
@@ -66,6 +67,7 @@ class PersonOptions:
     height_percentile: float = 90.0
     root: int | None = None
     max_frames: int | None = 100
+    min_support: float = 0.5
 
 
 @dataclass
@@ -261,6 +263,7 @@ def calibrate_from_person(
         res = bundle_adjust(res.rig, obs, res.structure, bopts)
     if progress is not None:
         progress("bundle adjustment", 1, 1)
+    check_support(intrinsics.names, np.bincount(obs.camera, minlength=C), valid.sum(1), options.min_support)
     points = np.full((N, 3), np.nan)
     seen = np.bincount(obs.element, minlength=len(tracks))
     # A joint left with one view after the cull is unconstrained: report it as missing.
@@ -286,6 +289,26 @@ def calibrate_from_person(
     # Reorder cameras as given (posing order differs).
     rig = Rig([rig[n] for n in intrinsics.names], rig.metadata)
     return PersonResult(rig, frames, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
+
+
+def check_support(names: list[str], kept: np.ndarray, confident: np.ndarray, min_support: float) -> np.ndarray:
+    """Per camera, the share of its confident keypoints that the final adjustment kept: (C,).
+
+    A camera under `min_support` does not agree with the others. The adjustment then fits the
+    rest and culls that camera's keypoints as outliers, so the median error of what is kept
+    looks excellent while the camera's pose is wrong (a view following someone else put a
+    camera metres and tens of degrees off at 1.5 px median error). That is an error, never a
+    result."""
+    support = kept / np.maximum(confident, 1)
+    bad = [f"{n} ({100 * s:.0f} %)" for n, s in zip(names, support, strict=True) if s < min_support]
+    if bad:
+        raise TriangulumError(
+            f"camera(s) {', '.join(bad)} agree with the others on too few of their confident keypoints "
+            f"(under {100 * min_support:.0f} %; the others: "
+            + ", ".join(f"{n} {100 * s:.0f} %" for n, s in zip(names, support, strict=True) if s >= min_support)
+            + "). Such a view most likely follows another person, or the camera moved during the take, or its "
+            "intrinsics or sync are wrong; no calibration was written. Film the person alone, or check that camera.")
+    return support
 
 
 def _upright(P: np.ndarray, feet: np.ndarray, still: np.ndarray, trunk: list[int]) -> np.ndarray | None:
