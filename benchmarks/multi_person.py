@@ -91,25 +91,21 @@ def main() -> None:
     classes = list(PCP_LIMBS)
     summary = {}
     for method in args.methods:
-        rows, switches, found, ms, people_rows = [], 0, 0, [], []
+        rows, switches, found, ms = [], 0, 0, []  # rows: (label, PCP per class, PCP over limbs) per person
         for k, crowd in enumerate(crowds):
             pred, t = reconstruct_crowd(crowd, method)
             score = multi_person_pcp(pred, crowd.truth, BLAZEPOSE33)
-            per_person_avg = [float(np.nanmean(
-                [score.per_person[g, classes.index(k)] for k, limbs in PCP_LIMBS.items() for _ in limbs]))
-                for g in range(len(crowd.truth))]
-            rows += [(list(score.per_person[g]), per_person_avg[g]) for g in range(len(crowd.truth))]
-            people_rows += [(f"{k}.{g} ({len(crowd.rig)} cams)", [float(c) for c in score.per_person[g]], per_person_avg[g])
-                            for g in range(len(crowd.truth))]
+            rows += [(f"{k}.{g} ({len(crowd.rig)} cams)", [float(c) for c in score.per_person[g]],
+                      float(score.person_average[g])) for g in range(len(crowd.truth))]
             switches += int(score.id_switches.sum())
             found += len({int(q) for q in score.matched[score.matched >= 0]})
             ms.append(t)
-        per_class = np.nanmean([r[0] for r in rows], 0)
-        average = float(np.mean([r[1] for r in rows]))
-        summary[method] = {"average": average, **dict(zip(classes, map(float, per_class), strict=True)),
-                           "worst_person": float(min(r[1] for r in rows)), "id_switches": switches,
+        per_class = np.nanmean([r[1] for r in rows], 0)
+        summary[method] = {"average": float(np.mean([r[2] for r in rows])),
+                           **dict(zip(classes, map(float, per_class), strict=True)),
+                           "worst_person": float(min(r[2] for r in rows)), "id_switches": switches,
                            "matched_ids_per_person": found / people, "ms_per_set": float(np.mean(ms)),
-                           "people": people_rows}
+                           "people": rows}
     print("\nPCP % (alpha 0.5), mean over all people of all takes; worst: the lowest person's average;\n"
           "IDs/person: reconstructed IDs matched to each true person (1.00 = one stable ID each)")
     head = ["method", *classes, "average", "worst", "ID switches", "IDs/person", "ms/set"]

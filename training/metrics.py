@@ -348,12 +348,14 @@ def pcp_limbs(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 0.5) ->
 @dataclass
 class MultiPersonPcp:
     """PCP of a multi-person take. classes (K,) limb classes; per_person (G, K) percent per true
-    person and class; average () percent: per person the mean over all limbs, then over people;
-    matched (G, F): the prediction each true person was matched to per frame (-1 absent or none);
-    id_switches (G,): times a true person's matched prediction changed between frames."""
+    person and class; person_average (G,) percent per true person over all their limbs;
+    average () percent: the mean of person_average; matched (G, F): the prediction each true
+    person was matched to per frame (-1 absent or none); id_switches (G,): times a true
+    person's matched prediction changed between frames."""
 
     classes: list[str]
     per_person: np.ndarray
+    person_average: np.ndarray
     average: float
     matched: np.ndarray
     id_switches: np.ndarray
@@ -367,11 +369,8 @@ def match_people(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     out = np.full(len(gt), -1)
     if not len(pred) or not len(gt):
         return out
-    err = np.linalg.norm(pred[:, None] - gt[None], axis=-1)  # (Q, G, J)
-    valid = np.isfinite(err)
-    n = valid.sum(-1)
-    cost = np.where(valid, err, 0.0).sum(-1) / np.maximum(n, 1)
-    ok = n > 0
+    cost = _nanmean(np.linalg.norm(pred[:, None] - gt[None], axis=-1), axis=-1)  # (Q, G)
+    ok = np.isfinite(cost)
     rows, cols = linear_sum_assignment(np.where(ok, cost, 1e9))
     for q, g in zip(rows, cols, strict=True):
         if ok[q, g]:
@@ -383,33 +382,21 @@ def multi_person_pcp(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 
     """PCP over a take: pred (Q, F, J, 3) predicted people, gt (G, F, J, 3) true people, NaN where
     a person is absent. Each frame, every true person present is matched to the closest
     prediction (`match_people`); a true person with no prediction scores 0 on every limb."""
-    Q, F = pred.shape[:2]
-    G = gt.shape[0]
+    G, F = gt.shape[:2]
     present = np.isfinite(gt).all(-1).any(-1)  # (G, F)
+    if not present.any():
+        raise TriangulumError("no true person is present in any frame; nothing to score.")
     matched = np.full((G, F), -1)
-    scores = None
     for f in range(F):
         here = np.flatnonzero(present[:, f])
-        if not len(here):
-            continue
-        m = match_people(pred[:, f], gt[here, f])
-        matched[here, f] = m
-        guess = np.where((m >= 0)[:, None, None], pred[np.maximum(m, 0), f], np.nan)
-        c, classes = pcp_limbs(guess, gt[here, f], skeleton, alpha)
-        if scores is None:
-            scores = np.full((G, F, c.shape[-1]), np.nan)
-        scores[here, f] = c
-    if scores is None:
-        raise TriangulumError("no true person is present in any frame; nothing to score.")
-    classes = [k for k, limbs in PCP_LIMBS.items() for _ in limbs]
+        if len(here):
+            matched[here, f] = match_people(pred[:, f], gt[here, f])
+    guess = np.where((matched >= 0)[..., None, None], pred[np.maximum(matched, 0), np.arange(F)], np.nan)
+    scores, classes = pcp_limbs(guess, gt, skeleton, alpha)  # (G, F, L), NaN where absent
+    per_limb = _nanmean(scores, axis=1)  # (G, L)
     names = list(PCP_LIMBS)
-    with np.errstate(invalid="ignore"):
-        per_limb = np.nanmean(scores, 1)  # (G, L)
-        per_person = np.stack([np.nanmean(per_limb[:, [i for i, k in enumerate(classes) if k == n]], -1)
-                               for n in names], -1) * 100
-        average = float(np.nanmean(np.nanmean(per_limb, -1)) * 100)
-    switches = np.zeros(G, int)
-    for g in range(G):
-        seq = matched[g][matched[g] >= 0]
-        switches[g] = int((np.diff(seq) != 0).sum())
-    return MultiPersonPcp(names, per_person, average, matched, switches)
+    per_person = np.stack([_nanmean(per_limb[:, [i for i, k in enumerate(classes) if k == n]], axis=-1)
+                           for n in names], -1) * 100
+    person_average = _nanmean(per_limb, axis=-1) * 100
+    switches = np.array([int((np.diff(m[m >= 0]) != 0).sum()) for m in matched])
+    return MultiPersonPcp(names, per_person, person_average, float(_nanmean(person_average)), matched, switches)
