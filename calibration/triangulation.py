@@ -226,6 +226,14 @@ class RobustResult(NamedTuple):
     rejected: Tensor
 
 
+def _pair_cluster(P: Tensor, x: Tensor, w: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
+    """How every camera pair's triangulation lies about their geometric median: (P, x, w as
+    validated, pairs (H, 2)) -> pair valid (*B, H), squared distance to the median (*B, H)."""
+    cand, ok = _pair_candidates(P.expand(*x.shape[:-1], 3, 4), x, w, pairs)
+    centre = geometric_median(cand, ok)
+    return ok, ((cand - centre.unsqueeze(-2)) ** 2).sum(-1)
+
+
 def candidate_spread(P: Tensor, x: Tensor, w: Tensor | None = None) -> Tensor:
     """How far the camera-pair triangulations of a point scatter: the median distance of the
     pair candidates to their geometric median, in world units.
@@ -235,12 +243,8 @@ def candidate_spread(P: Tensor, x: Tensor, w: Tensor | None = None) -> Tensor:
     metres it is about the pixel noise times depth over focal length, times the pair geometry),
     which is what the robust method's kernel must be wider than (`triangulate_robust`)."""
     x, w = _valid_inputs(x, w)
-    C = x.shape[-2]
-    P = P.expand(*x.shape[:-1], 3, 4)
-    cand, ok = _pair_candidates(P, x, w, view_pairs(C).to(x.device))
-    centre = geometric_median(cand, ok)
-    d = torch.where(ok, (cand - centre.unsqueeze(-2)).norm(dim=-1), torch.full_like(cand[..., 0], float("nan")))
-    spread = torch.nanquantile(d, 0.5, dim=-1)
+    ok, d2 = _pair_cluster(P, x, w, view_pairs(x.shape[-2]).to(x.device))
+    spread = torch.nanquantile(torch.where(ok, d2.sqrt(), torch.full_like(d2, float("nan"))), 0.5, dim=-1)
     return torch.where(((w > 0).sum(-1) >= 3), spread, torch.full_like(spread, float("nan")))
 
 
@@ -279,9 +283,7 @@ def triangulate_robust(
     C = x.shape[-2]
     P = P.expand(*x.shape[:-1], 3, 4)
     pairs = view_pairs(C).to(x.device)
-    cand, ok = _pair_candidates(P, x, w, pairs)  # (*B, H, 3), (*B, H)
-    centre = geometric_median(cand, ok)
-    d2 = ((cand - centre.unsqueeze(-2)) ** 2).sum(-1)  # (*B, H)
+    ok, d2 = _pair_cluster(P, x, w, pairs)  # (*B, H) each
     nan = torch.full_like(d2, float("nan"))
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim:
