@@ -358,14 +358,9 @@ def extend(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     """Append the virtual joints: (..., J, D) -> (..., J + V, D), NaN where a part is NaN."""
     points = np.asarray(points, dtype=np.float64)
     _check_joints(points, skeleton)
-    have = {n: i for i, n in enumerate(skeleton.joints)}
-    extra = []
-    for name in skeleton.virtual:
-        weights = _resolve(name, have)
-        extra.append(sum(w * points[..., i, :] for i, w in weights.items()))
-    if not extra:
+    if not skeleton.virtual:
         return points.copy()
-    return np.concatenate([points, np.stack(extra, axis=-2)], axis=-2)
+    return np.concatenate([points, named_points(points, skeleton, skeleton.virtual)], axis=-2)
 
 
 def named_points(points: np.ndarray, skeleton: Skeleton, names: tuple[str, ...] | list[str]) -> np.ndarray:
