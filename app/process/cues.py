@@ -175,25 +175,37 @@ def member_distances(obs: Observed, members: np.ndarray, X: np.ndarray, min_cues
     return out
 
 
+def holds_together(obs: Observed, members: np.ndarray, config: AssociationConfig,
+                   prior: np.ndarray | None = None) -> tuple[bool, np.ndarray]:
+    """Whether every member of a group (at least two) lies within `member_distance` of the
+    group's triangulation (and, for a track, that lies within `track_distance` of its last
+    cues, `prior`) -> (verdict, cues (K, 3))."""
+    seen = np.flatnonzero(members >= 0)
+    if len(seen) < 2:
+        return False, np.full((len(CUES), 3), np.nan)
+    X = triangulate_cues(obs, members)
+    d = member_distances(obs, members, X, config.min_cues)
+    near = prior is None or cue_distance(X, prior) <= config.track_distance
+    return bool((d[seen] <= config.member_distance).all() and near), X
+
+
 def consistent_members(obs: Observed, members: np.ndarray, config: AssociationConfig,
                        prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The largest subset of a group whose members all lie within `member_distance` of its
     triangulation. -> (members (C,), cues (K, 3)); fewer than two members left gives all -1.
 
-    The whole group is tried first (the usual case). Otherwise every pair of members seeds a
-    hypothesis (for a track: only those within `track_distance` of its last cues, `prior`),
-    the one that most members agree with wins and is refined. Dropping the worst member
+    The whole group is tried first (the usual case, `holds_together`). Otherwise every pair of
+    members seeds a hypothesis (for a track: only those within `track_distance` of its last
+    cues, `prior`), the one that most members agree with wins, and its worst members are
+    dropped until the rest hold together. Dropping the worst member of the whole group
     instead goes wrong exactly when it matters: a confident wrong detection (the person
     behind, in line of sight) pulls the joint triangulation towards itself, and the right
     members then look worst."""
-    members = members.copy()
+    nobody = np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
+    whole, X = holds_together(obs, members, config, prior)
+    if whole:
+        return members.copy(), X
     seen = np.flatnonzero(members >= 0)
-    if len(seen) < 2:
-        return np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
-    X = triangulate_cues(obs, members)
-    d = member_distances(obs, members, X, config.min_cues)
-    if (d[seen] <= config.member_distance).all() and (prior is None or cue_distance(X, prior) <= config.track_distance):
-        return members, X
     best, best_key = None, (0, 0.0)
     for i, a in enumerate(seen):
         for b in seen[i + 1:]:
@@ -207,20 +219,20 @@ def consistent_members(obs: Observed, members: np.ndarray, config: AssociationCo
             if agree.sum() >= 2 and key > best_key:
                 best, best_key = np.where(agree, members, -1), key
     if best is None:
-        return np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
+        return nobody
     members = best
-    while (members >= 0).sum() >= 2:  # refine on the agreeing members
+    while (members >= 0).sum() >= 2:
         X = triangulate_cues(obs, members)
         d = member_distances(obs, members, X, config.min_cues)
         worst = int(np.argmax(np.where(members >= 0, d, -1.0)))
         if d[worst] <= config.member_distance:
             return members, X
         members[worst] = -1
-    return np.full_like(members, -1), np.full((len(CUES), 3), np.nan)
+    return nobody
 
 
 def cluster_new(obs: Observed, free: list[np.ndarray],
-                 config: AssociationConfig) -> list[np.ndarray]:
+                config: AssociationConfig) -> list[np.ndarray]:
     """Bottom-up grouping of unclaimed detections; free: per view bool (P_c,) -> groups (C,)."""
     C = len(free)
     edges = []
@@ -246,8 +258,7 @@ def cluster_new(obs: Observed, free: list[np.ndarray],
         if ((ma >= 0) & (mb >= 0)).any():
             continue  # a view cannot see the same person twice
         merged = np.maximum(ma, mb)
-        kept, _ = consistent_members(obs, merged, config)
-        if not np.array_equal(kept, merged):
+        if not holds_together(obs, merged, config)[0]:
             continue
         groups.append(merged)
         new = len(groups) - 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.process.association import Track3D
+from app.process.cues import cue_distance
 from app.process.pipeline import FrameResult
 
 # Segments between the left/right-invariant cue points (association.CUES: nose, shoulders,
@@ -58,8 +59,7 @@ def relink(frames: list[FrameResult], max_gap_s: float, max_distance: float,
         for r, (t_end, cues_end) in end.items():
             if not 0 < t0 - t_end <= max_gap_s:
                 continue
-            d = np.linalg.norm(cues_end - cues0, axis=-1)
-            d = float(np.nanmedian(d)) if np.isfinite(d).any() else np.inf
+            d = cue_distance(cues_end, cues0)
             if d < best_d:
                 best, best_d = r, d
         if best == tid and sizes:
