@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import TriangulumError
-from training.metrics import match_people, multi_person_pcp, n_mpjpe, p_mpjpe, pck
+from training.metrics import match_frames, multi_person_pcp, n_mpjpe, p_mpjpe, pck
 
 
 @dataclass
@@ -172,17 +172,12 @@ def evaluate(pred: People, ref: People, joint_map: dict[str, str] | None = None,
         raise TriangulumError(f"no frames overlap with offset {offset} ({pred.joints.shape[1]} vs "
                               f"{ref.joints.shape[1]} frames).")
     P, R = P[:, :F], R[:, :F]
-    got, want = [], []
-    for f in range(F):
-        m = match_people(P[:, f], R[:, f])
-        for g, q in enumerate(m):
-            if q >= 0:
-                got.append(P[q, f])
-                want.append(R[g, f])
-    if not got:
+    matched = match_frames(P, R)  # (G, F)
+    g, f = np.nonzero(matched >= 0)
+    if not len(g):
         raise TriangulumError("no frame has a predicted and a reference person to compare; check the offset "
                               "and that both files are the same take.")
-    got, want = np.array(got), np.array(want)
+    got, want = P[matched[g, f], f], R[g, f]
     err = np.linalg.norm(got - want, axis=-1)  # (M, J)
     per_joint = {}
     for j, name in enumerate(names):
@@ -196,13 +191,13 @@ def evaluate(pred: People, ref: People, joint_map: dict[str, str] | None = None,
     pss = _pss(got, want, names)
     if pss is not None:
         summary["pss50"] = pss
-    return EvalReport(names, per_joint, summary, _pcp(P, R, names), F, (got, want))
+    return EvalReport(names, per_joint, summary, _pcp(P, R, names, matched), F, (got, want))
 
 
 def _pss(got: np.ndarray, want: np.ndarray, names: list[str]) -> float | None:
     """EpipolarPose's PSS (k = 50) with the clusters fitted on the training subjects' motion
     capture (training.mocap), in the joints both files have, every pose turned to face +Y and
-    centred on the pelvis. None without the motion capture or without hips and shoulders."""
+    centred on the pelvis. None without the motion capture or without both hips."""
     from engines.skeleton import BLAZEPOSE33, named_points
     from training.metrics import face_forward, pose_structure_score
     from training.mocap import MOCAP_DIR, TRAIN_SUBJECTS, load_clips
@@ -227,13 +222,13 @@ def _pss(got: np.ndarray, want: np.ndarray, names: list[str]) -> float | None:
     return pose_structure_score(prep(got[ok]), prep(want[ok]), root=len(names), k=50, training=face_forward(train, left, right))
 
 
-def _pcp(P: np.ndarray, R: np.ndarray, names: list[str]) -> dict | None:
+def _pcp(P: np.ndarray, R: np.ndarray, names: list[str], matched: np.ndarray) -> dict | None:
     from engines.detector_skeletons import KNOWN_JOINTS, custom_skeleton
 
     keep = [i for i, n in enumerate(names) if n in KNOWN_JOINTS]  # the limb ends are among them
     try:
         sk = custom_skeleton("eval", tuple(names[i] for i in keep))
-        score = multi_person_pcp(P[..., keep, :], R[..., keep, :], sk)
+        score = multi_person_pcp(P[..., keep, :], R[..., keep, :], sk, matched=matched)
     except (ValueError, TriangulumError):
         return None  # the joints do not make the PCP limbs
     return {"classes": score.classes, "per_person": score.per_person.tolist(), "average": score.average,

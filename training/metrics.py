@@ -378,19 +378,29 @@ def match_people(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out
 
 
-def multi_person_pcp(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 0.5) -> MultiPersonPcp:
-    """PCP over a take: pred (Q, F, J, 3) predicted people, gt (G, F, J, 3) true people, NaN where
-    a person is absent. Each frame, every true person present is matched to the closest
-    prediction (`match_people`); a true person with no prediction scores 0 on every limb."""
+def match_frames(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """`match_people` in every frame: pred (Q, F, J, 3), gt (G, F, J, 3) NaN where absent ->
+    (G, F) index into pred, -1 where the true person is absent or unmatched."""
     G, F = gt.shape[:2]
     present = np.isfinite(gt).all(-1).any(-1)  # (G, F)
-    if not present.any():
-        raise TriangulumError("no true person is present in any frame; nothing to score.")
     matched = np.full((G, F), -1)
     for f in range(F):
         here = np.flatnonzero(present[:, f])
         if len(here):
             matched[here, f] = match_people(pred[:, f], gt[here, f])
+    return matched
+
+
+def multi_person_pcp(pred: np.ndarray, gt: np.ndarray, skeleton, alpha: float = 0.5,
+                     matched: np.ndarray | None = None) -> MultiPersonPcp:
+    """PCP over a take: pred (Q, F, J, 3) predicted people, gt (G, F, J, 3) true people, NaN where
+    a person is absent. Each frame, every true person present is matched to the closest
+    prediction (`match_frames`, or the given `matched` (G, F)); a true person with no
+    prediction scores 0 on every limb."""
+    F = gt.shape[1]
+    if not np.isfinite(gt).all(-1).any():
+        raise TriangulumError("no true person is present in any frame; nothing to score.")
+    matched = match_frames(pred, gt) if matched is None else matched
     guess = np.where((matched >= 0)[..., None, None], pred[np.maximum(matched, 0), np.arange(F)], np.nan)
     scores, classes = pcp_limbs(guess, gt, skeleton, alpha)  # (G, F, L), NaN where absent
     per_limb = _nanmean(scores, axis=1)  # (G, L)
