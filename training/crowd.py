@@ -157,18 +157,18 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return np.linalg.norm(ap - t[..., None] * ab, axis=-1)
 
 
-def occlusion(clean: np.ndarray, depth: np.ndarray, focal: np.ndarray) -> np.ndarray:
+def occlusion(clean: np.ndarray, person_depth: np.ndarray, focal: np.ndarray) -> np.ndarray:
     """Which joints are hidden behind a nearer person, and by whom.
 
-    clean (N, C, F, J, 2) px, depth (N, C, F, J) m, focal (C,) px -> (N, C, F, J) index of the
-    nearest person whose silhouette (OCCLUDERS) covers the joint and who is nearer, -1 none."""
+    clean (N, C, F, J, 2) px, person_depth (N, C, F) m (of the hips), focal (C,) px ->
+    (N, C, F, J) index of the nearest person whose silhouette (OCCLUDERS) covers the joint and
+    who is nearer, -1 none."""
     N = clean.shape[0]
-    by = np.full(depth.shape, -1)
-    by_depth = np.full(depth.shape, np.inf)
-    person_depth = np.nanmean(depth[..., HIPS], -1)  # (N, C, F)
+    by = np.full(clean.shape[:-1], -1)
+    by_depth = np.full(clean.shape[:-1], np.inf)
     for a in range(N):  # a occludes b
         radius_px = focal[:, None] / np.maximum(person_depth[a], 0.1)  # (C, F) px per metre
-        cover = np.zeros(depth.shape[1:], bool)  # (C, F, J)
+        cover = np.zeros(clean.shape[1:-1], bool)  # (C, F, J)
         for b in range(N):
             if a == b:
                 continue
@@ -219,16 +219,17 @@ def crowd_take(rng: np.random.Generator, walks: list[np.ndarray], model: ErrorMo
     focal = np.array([c.K[0, 0] for c in rig.cameras])
     x = np.empty_like(clean)
     conf = np.empty(clean.shape[:-1])
+    centre = np.nanmean(clean, -2)  # (N, C, F, 2)
     for n in range(N):
         # The person a failed view follows: the nearest other one in the image.
         others = [m for m in range(N) if m != n]
-        centre = np.nanmean(clean, -2)  # (N, C, F, 2)
         gap = np.linalg.norm(centre[others] - centre[n], axis=-1)
         nearest = np.array(others)[np.argmin(np.nan_to_num(gap, nan=np.inf), 0)] if others else np.full((C, F), n)
         other = np.take_along_axis(clean, nearest[None, ..., None, None], 0)[0]
         xn, cn, _ = corrupt(rng, model, clean[n].transpose(1, 0, 2, 3), other.transpose(1, 0, 2, 3), cfg.view_failure)
         x[n], conf[n] = xn.transpose(1, 0, 2, 3), cn.transpose(1, 0, 2)
-    by = occlusion(clean, depth, focal)
+    person_depth = np.nanmean(depth[..., HIPS], -1)  # (N, C, F)
+    by = occlusion(clean, person_depth, focal)
     hidden = by >= 0
     u = rng.random(hidden.shape)
     miss = hidden & (u < cfg.occluded_miss)
@@ -248,7 +249,6 @@ def crowd_take(rng: np.random.Generator, walks: list[np.ndarray], model: ErrorMo
     present &= rng.random(present.shape) >= cfg.person_miss
     # Mixed detections: of an overlapping pair, the farther one gets the nearer one's legs.
     boxes = _box(clean)
-    person_depth = np.nanmean(depth[..., HIPS], -1)
     for a in range(N):
         for b in range(N):
             if a == b:
@@ -261,8 +261,8 @@ def crowd_take(rng: np.random.Generator, walks: list[np.ndarray], model: ErrorMo
     for f in range(F):
         vf, of = [], []
         for c in range(C):
-            kp = [x[n, c, f] for n in range(N) if present[n, c, f]] + [g[0] for g in ghost_x[c].get(f, [])]
-            cf = [conf[n, c, f] for n in range(N) if present[n, c, f]] + [g for g in ghost_c[c].get(f, [])]
+            kp = [x[n, c, f] for n in range(N) if present[n, c, f]] + ghost_x[c].get(f, [])
+            cf = [conf[n, c, f] for n in range(N) if present[n, c, f]] + ghost_c[c].get(f, [])
             src = [n for n in range(N) if present[n, c, f]] + [-1] * len(ghost_x[c].get(f, []))
             order = rng.permutation(len(kp))
             P = len(kp)
@@ -277,7 +277,7 @@ def crowd_take(rng: np.random.Generator, walks: list[np.ndarray], model: ErrorMo
 
 
 def _ghosts(rng: np.random.Generator, walks: list[np.ndarray], rig: Rig, cfg: CrowdConfig, F: int, J: int):
-    """False people per view: {frame: [(keypoints (J, 2),)]}, {frame: [confidence (J,)]}."""
+    """False people per view: {frame: [keypoints (J, 2)]}, {frame: [confidence (J,)]}."""
     xs: list[dict[int, list]] = [{} for _ in rig.cameras]
     cs: list[dict[int, list]] = [{} for _ in rig.cameras]
     for c, cam in enumerate(rig.cameras):
@@ -291,13 +291,13 @@ def _ghosts(rng: np.random.Generator, walks: list[np.ndarray], rig: Rig, cfg: Cr
             pose += np.r_[rng.uniform(-cfg.room, cfg.room, 2), 0.0]
             px = one.project(pose)[0]
             w, h = cam.size
-            if not ((px >= 0) & (px < (w, h))).all(-1).sum() >= 5:
+            if ((px >= 0) & (px < (w, h))).all(-1).sum() < 5:
                 continue
             visible = rng.random(J) < rng.uniform(0.4, 1.0)
             for f in range(int(start), min(int(start) + length, F)):
                 jitter = rng.normal(size=px.shape) * 0.02 * float(np.nan_to_num(person_size(px), nan=100.0))
                 kp = np.where(visible[:, None], px + jitter, np.nan)
-                xs[c].setdefault(f, []).append((kp,))
+                xs[c].setdefault(f, []).append(kp)
                 cs[c].setdefault(f, []).append(np.where(visible, rng.uniform(0.3, 0.9, J), 0.0))
     return xs, cs
 
