@@ -64,11 +64,12 @@ def export_detector(path: Path, dynamic: bool = True, batch: int = 1) -> Path:
     return _export(load_detector(), example, Path(path), "images", DETECTOR_OUTPUTS, dynamic)
 
 
-def export_landmark(path: Path, dynamic: bool = True, batch: int = 1) -> Path:
+def export_landmark(path: Path, dynamic: bool = True, batch: int = 1, weights: Path = LANDMARK_WEIGHTS) -> Path:
     """Landmark net: input `crops` (N, 3, 256, 256) -> landmarks (N, 39, 5), pose_flag (N,),
-    heatmaps (N, 39, 64, 64), world (N, 39, 3), features (N, 48, 64, 64)."""
+    heatmaps (N, 39, 64, 64), world (N, 39, 3), features (N, 48, 64, 64). weights: the
+    shipped ones, or an adapted network's (engines.blazepose.backbone)."""
     example = torch.zeros(batch, 3, LANDMARK_INPUT, LANDMARK_INPUT)
-    return _export(_LandmarkOutputs(load_landmark()), example, Path(path), "crops",
+    return _export(_LandmarkOutputs(load_landmark(weights)), example, Path(path), "crops",
                    LANDMARK_OUTPUTS, dynamic)
 
 

@@ -64,13 +64,15 @@ class ViewPeople:
     """People found in one view at one frame; P people, J = 33 BlazePose body joints.
 
     keypoints (P, J, 2) image pixels; confidence (P, J) heatmap peak in [0, 1];
-    track_ids (P,) per-view track IDs; scores (P,) pose flags.
+    track_ids (P,) per-view track IDs; scores (P,) pose flags; rois (P,) the crops the
+    landmarks came from (empty when the 2D was read from files), which adaptation cuts again.
     """
 
     keypoints: np.ndarray
     confidence: np.ndarray
     track_ids: np.ndarray
     scores: np.ndarray
+    rois: tuple[Roi, ...] = ()
 
     @staticmethod
     def empty(joints: int = BODY_JOINTS) -> ViewPeople:
@@ -224,4 +226,5 @@ def _view_people(tracks: list[_Track]) -> ViewPeople:
         confidence=np.stack([t.pose.confidence[:BODY_JOINTS] for t in tracks]).astype(np.float64),
         track_ids=np.array([t.track_id for t in tracks], np.int64),
         scores=np.array([t.pose.pose_score for t in tracks], np.float64),
+        rois=tuple(t.pose.roi for t in tracks),
     )

@@ -24,6 +24,14 @@ def add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("float", "int8"), default="float",
                    help="landmark network: float (default) or int8 (ONNX Runtime static quantisation, about 1.9x "
                    "faster per crop here; moves the 2D by a few px: benchmarks/process_quality.py --speed-options)")
+    add_backbone_argument(p)
+
+
+def add_backbone_argument(p: argparse.ArgumentParser) -> None:
+    """--backbone: an adapted landmark network (`triangulum adapt`) instead of the shipped one."""
+    p.add_argument("--backbone", type=Path, metavar="PATH",
+                   help="the 2D landmark network to run: a MODEL_DIR written by `triangulum adapt` (or its "
+                   "landmark.safetensors); default the shipped BlazePose network")
 
 
 def resolve_threads(threads: int | None) -> int | None:

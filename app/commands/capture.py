@@ -110,7 +110,8 @@ def build_pipeline(args: argparse.Namespace) -> tuple[Rig, FramePipeline]:
     config = online_config(args.method, args.filter, getattr(args, "pose_decode", "full"),
                            str(args.weights) if getattr(args, "weights", None) else None)
     rig = convert(args.calib, units=getattr(args, "calib_units", "auto"))
-    return rig, build_frame_pipeline(rig, config, args.backend, args.threads, args.precision)
+    return rig, build_frame_pipeline(rig, config, args.backend, args.threads, args.precision,
+                                     getattr(args, "backbone", None))
 
 
 def check_cameras(cameras: list[str], rig: Rig) -> None:

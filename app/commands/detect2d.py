@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.commands import add_backbone_argument
 from calibration.errors import TriangulumError
 
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="who to follow when several people are found: the largest, most "
                              "central person, or the detector's best score (MediaPipe)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames")
+    add_backbone_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -60,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
         caps.append(cap)
     counts = [int(c.get(cv2.CAP_PROP_FRAME_COUNT)) for c in caps]
     total = max(counts) if args.max_frames <= 0 else min(max(counts), args.max_frames)
-    estimator = BlazePoseEstimator(args.backend, EstimatorConfig(subject=args.subject))
+    from engines.blazepose.backbone import resolve_backbone
+
+    backbone = resolve_backbone(args.backbone)
+    estimator = BlazePoseEstimator(args.backend, EstimatorConfig(subject=args.subject),
+                                   **({"backbone": backbone} if backbone else {}))
     rows: list[list[tuple]] = [[] for _ in caps]
     live = list(range(len(caps)))
     with tqdm(total=total, unit="frame", desc="detect2d") as bar:

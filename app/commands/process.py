@@ -125,6 +125,7 @@ def build_config(args: argparse.Namespace):
         pipeline=PipelineConfig(triangulation=TriangulationConfig(method=args.method, weights=weights)),
         temporal=temporal, people=args.people, person=args.person, start=start, stop=stop,
         backend=args.backend, threads=resolve_threads(args.threads), precision=args.precision,
+        backbone=str(args.backbone) if args.backbone else None,
     )
 
 

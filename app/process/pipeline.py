@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -290,12 +291,21 @@ def landmark_graph(precision: str):
 
 
 def build_frame_pipeline(rig: Rig, config: PipelineConfig | None = None, backend: str = "onnxruntime",
-                         threads: int | None = None, precision: str = "float") -> FramePipeline:
+                         threads: int | None = None, precision: str = "float",
+                         backbone: str | Path | None = None) -> FramePipeline:
     """A FramePipeline for `rig` with BlazePose on `backend` ("onnxruntime", "torch",
     "tensorrt") using `threads` CPU threads (None: the runtime's choice); precision "int8"
-    runs the quantised landmark network (ONNX Runtime only). Loads the 2D models, which
-    takes a moment."""
+    runs the quantised landmark network (ONNX Runtime only); backbone: an adapted landmark
+    network (`triangulum adapt`'s MODEL_DIR or file; engines.blazepose.backbone). Loads the 2D
+    models, which takes a moment."""
+    from engines.blazepose.backbone import resolve_backbone
+
     kwargs = {"threads": threads} if threads else {}
+    if backbone is not None:
+        if precision != "float":
+            raise TriangulumError("an adapted backbone runs in float; int8 is made from the shipped network "
+                                  "(drop --precision int8 or --backbone).")
+        kwargs["backbone"] = resolve_backbone(backbone)
     if precision != "float":
         if backend != "onnxruntime":
             raise TriangulumError(f"precision {precision} runs on ONNX Runtime; use --backend onnxruntime.")

@@ -73,7 +73,8 @@ class ProcessConfig:
     """An offline run. people: "1" (main performer) or "all"; person: the ID to keep with
     people="1" (as numbered in a previous run's report); start/stop: frame set range;
     backend: BlazePose runtime ("onnxruntime", "torch"); precision: the landmark
-    network's, "float" or "int8" (app.process.pipeline.PRECISIONS); relink_gap_s, relink_distance_m:
+    network's, "float" or "int8" (app.process.pipeline.PRECISIONS); backbone: an adapted
+    landmark network (`triangulum adapt`'s MODEL_DIR; None: the shipped one); relink_gap_s, relink_distance_m:
     how long and how far apart a lost track may reappear and keep its ID; reid_gap_s, reid_size:
     how long a person may be away and how closely their body size must match to keep their ID
     when they come back elsewhere (`relink`; 0 s: never); min_frames: frames
@@ -88,6 +89,7 @@ class ProcessConfig:
     backend: str = "onnxruntime"
     threads: int | None = field(default_factory=default_threads)
     precision: str = "float"
+    backbone: str | None = None
     relink_gap_s: float = 1.0
     relink_distance_m: float = 0.5
     reid_gap_s: float = 10.0
@@ -261,7 +263,8 @@ def fit_to_take(config: ProcessConfig, take: Take) -> ProcessConfig:
 
 
 def make_pipeline(take: Take, config: ProcessConfig) -> FramePipeline:
-    return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads, config.precision)
+    return build_frame_pipeline(take.rig, config.pipeline, config.backend, config.threads, config.precision,
+                                config.backbone)
 
 
 def frame_range(config: ProcessConfig, take: Take) -> tuple[int, int]:

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from calibration.errors import TriangulumError
+from engines.blazepose.backbone import Backbone
 from engines.blazepose.modules import DETECTOR_OUTPUTS, LANDMARK_OUTPUTS  # noqa: F401 (re-exported)
-from engines.blazepose.weights import load_detector, load_landmark
+from engines.blazepose.weights import LANDMARK_WEIGHTS, load_detector, load_landmark
 
 
 class TorchBackend:
@@ -23,14 +24,15 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, device: str = "cpu", threads: int | None = None):
+    def __init__(self, device: str = "cpu", threads: int | None = None, backbone: Backbone | None = None):
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         # Depthwise convolutions run about twice as fast on the CPU in channels-last layout.
         self.layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self.detector = load_detector().to(self.device, memory_format=self.layout)
-        self.landmark = load_landmark().to(self.device, memory_format=self.layout)
+        weights = backbone.weights if backbone is not None else LANDMARK_WEIGHTS
+        self.landmark = load_landmark(weights).to(self.device, memory_format=self.layout)
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).to(self.device).contiguous(memory_format=self.layout)
@@ -50,17 +52,24 @@ class OnnxRuntimeBackend:
     """Both models exported to ONNX (dynamic batch) and run by ONNX Runtime.
 
     landmark_path: another landmark graph with the same inputs and outputs (the int8 one of
-    engines.blazepose.quantize) instead of the float export.
+    engines.blazepose.quantize) instead of the float export; backbone: an adapted landmark
+    network (engines.blazepose.backbone), run as its ONNX graph.
     """
 
     name = "onnxruntime"
 
     def __init__(self, model_dir: Path | None = None, providers: list[str] | None = None,
-                 threads: int | None = None, landmark_path: Path | None = None):
+                 threads: int | None = None, landmark_path: Path | None = None,
+                 backbone: Backbone | None = None):
         from engines.export_onnx import ensure_exported
         from engines.runtimes.onnx_runtime import OnnxRuntimeModel
 
         paths = ensure_exported(model_dir, dynamic=True)
+        if backbone is not None:
+            if landmark_path is not None:
+                raise TriangulumError("an adapted backbone runs in float; int8 is made from the shipped network "
+                                      "(drop --precision int8 or --backbone).")
+            landmark_path = backbone.onnx_graph()
         self.detector = OnnxRuntimeModel(paths["detector"], providers=providers, threads=threads)
         self.landmark = OnnxRuntimeModel(landmark_path or paths["landmark"], providers=providers, threads=threads)
 
@@ -76,13 +85,15 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, model_dir: Path | None = None, max_batch: int = 8, fp16: bool = True):
+    def __init__(self, model_dir: Path | None = None, max_batch: int = 8, fp16: bool = True,
+                 backbone: Backbone | None = None):
         from engines.export_onnx import ensure_exported
         from engines.runtimes.tensorrt_runtime import TensorRTModel
 
         paths = ensure_exported(model_dir, dynamic=True)
         self.detector = TensorRTModel(paths["detector"], max_batch=max_batch, fp16=fp16)
-        self.landmark = TensorRTModel(paths["landmark"], max_batch=max_batch, fp16=fp16)
+        landmark = backbone.onnx_graph() if backbone is not None else paths["landmark"]
+        self.landmark = TensorRTModel(landmark, max_batch=max_batch, fp16=fp16)
 
     def detect(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return self.detector(images=images)
