@@ -18,6 +18,7 @@ EXIT_INTERRUPTED = 130
 
 # Each module defines `register(subparsers)` which adds its parser and sets `func`.
 COMMAND_MODULES = [
+    "app.commands.adapt",
     "app.commands.batch",
     "app.commands.calib",
     "app.commands.capture",

@@ -80,16 +80,49 @@ def loo_targets(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, min_con
     """Each view's joints as the other views see them: the robust (GeoMed/WSS) triangulation
     of the other views, reprojected. keypoints (C, F, J, 2) distorted px, confidence (C, F, J)
     -> (C, F, J, 2) distorted px, NaN where fewer than two other views saw the joint."""
+    return leave_one_out(rig, keypoints, confidence, min_confidence)[0]
+
+
+def leave_one_out(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.3,
+                  agree: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """The other views' answer for each view, and how far they agree on it (the pseudo-labels
+    of self-supervision: training/adapt.py).
+
+    keypoints (C, F, J, 2) distorted px, confidence (C, F, J) -> targets (C, F, J, 2): the
+    robust (GeoMed/WSS) triangulation of the other views reprojected into this one, NaN where
+    fewer than two other views saw the joint; agreement (C, F, J) in [0, 1]: the share of the
+    other views whose own 2D lies within `agree` x the person's 2D size (box diagonal) of that
+    point, 0 where fewer than two of them do (the other views disagree: no label).
+
+    With four or more views a view that the others outvote on a joint (RANSAC over all views,
+    inliers within 2 x `agree` x the median person size) is left out of every other view's
+    triangulation of it first: with three views left, one wrong view (another person) would
+    otherwise pull the robust point off and spoil the labels of the views that are right.
+    """
     C = len(rig)
-    out = np.full(keypoints.shape, np.nan)
+    targets = np.full(keypoints.shape, np.nan)
+    agreement = np.zeros(keypoints.shape[:-1])
     ok = np.isfinite(keypoints).all(-1) & (confidence >= min_confidence)
+    size = person_size(np.where(ok[..., None], keypoints, np.nan))[..., None]  # (C, F, 1)
+    voters = ok
+    if C >= 4 and np.isfinite(size).any():
+        threshold = 2 * agree * float(np.nanmedian(size))
+        pts = np.where(ok[..., None], keypoints, np.nan)
+        _, inlier = rig.triangulate(pts, np.where(ok, confidence, 0.0), method="ransac", return_weights=True,
+                                    threshold=threshold)
+        voters = ok & (inlier > 0)
     for v in range(C):
         others = [c for c in range(C) if c != v]
         sub = rig.subset([rig.names[c] for c in others])
-        pts = np.where(ok[others][..., None], keypoints[others], np.nan)
-        X = sub.triangulate(pts, np.where(ok[others], confidence[others], 0.0), method="robust")
-        out[v] = rig.subset([rig.names[v]]).project(X)[0]
-    return out
+        pts = np.where(voters[others][..., None], keypoints[others], np.nan)
+        X = sub.triangulate(pts, np.where(voters[others], confidence[others], 0.0), method="robust")
+        proj = rig.project(X)
+        targets[v] = proj[v]
+        with np.errstate(invalid="ignore"):
+            near = ok[others] & (np.linalg.norm(proj[others] - keypoints[others], axis=-1) < agree * size[others])
+        n = near.sum(0)
+        agreement[v] = np.where((n >= 2) & np.isfinite(targets[v]).all(-1), n / len(others), 0.0)
+    return targets, agreement
 
 
 def fit_error_model(keypoints: np.ndarray, confidence: np.ndarray, targets: np.ndarray, source: str = "",
