@@ -5,6 +5,7 @@ appear in the window as sentences; settings survive a restart."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from shared_data import TEST_DATA
 
@@ -215,7 +216,7 @@ def test_shortcuts_and_menus(make_window, qtbot):
     assert keys["Play / pause"] == "Space" and keys["Record"] == "R"
     assert keys["Step forward"] == "Right" and keys["Step back"] == "Left"
     titles = [a.text().replace("&", "") for a in w.menuBar().actions()]
-    assert titles == ["File", "Capture", "View", "Help"]
+    assert titles == ["File", "Capture", "View", "Tools", "Help"]
     # the keys reach the actions, even with a button focused (Space must not press it)
     hits = []
     for action, name in ((w.act_record, "R"), (w.act_play, "Space"), (w.act_step_fwd, "Right"), (w.act_step_back, "Left")):
@@ -265,3 +266,34 @@ def test_a_millimetre_calibration_loads_in_metres_and_says_so(make_window, tmp_p
     assert w.last_error in (None, "") and w.controller.rig is not None
     np.testing.assert_allclose(w.controller.rig["cam03"].t, convert(sample_calibration())["cam03"].t)
     assert any("fits millimetres; converted to metres" in s for s in said)
+
+
+@needs_data
+@pytest.mark.slow
+def test_adapt_to_this_studio_from_the_tools_menu(make_window, qtbot, tmp_path):
+    """Tools > Adapt to this studio on the loaded recordings: progress, the before/after report,
+    and "Use this 2D model" makes the adapted network the one the next capture runs."""
+    from app.gui.adapt_dialog import open_adapt_dialog
+    from training.adapt import AdaptConfig
+
+    w = make_window()
+    assert open_adapt_dialog(w) is None and "Load the recordings" in w.last_error
+    w.controller.add_sources(SOURCES)
+    w.controller.load_calibration(DATA / "calibration" / "Calib.qca.txt")
+    dialog = open_adapt_dialog(w)
+    assert dialog.stop.value() == 60, "by default the first 60 % adapt and the rest is checked"
+    dialog.stop.setValue(6)
+    dialog.folder.setText(str(tmp_path / "model"))
+    dialog.config = AdaptConfig(epochs=1, batch=4, generic=0, augment=False, holdout=0.34)
+    dialog.run()
+    assert not dialog.run_button.isEnabled()
+    qtbot.waitUntil(lambda: not dialog.job.thread.is_alive(), timeout=600_000)
+    dialog.poll()
+    report = dialog.report.toPlainText()
+    assert dialog.stage.text() == "done", report
+    assert "Held-out agreement" in report and "Frames 6-99 (never trained on)" in report
+    if os.environ.get("TRIANGULUM_SCREENSHOTS"):
+        dialog.grab().save(str(Path(os.environ["TRIANGULUM_SCREENSHOTS"]) / "adapt_dialog.png"))
+    qtbot.mouseClick(dialog.use_button, QtCore.Qt.MouseButton.LeftButton)
+    assert w.controller.choice.backbone == str(tmp_path / "model")
+    assert "2D model:" in w.status.text()

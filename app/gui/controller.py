@@ -290,7 +290,7 @@ class CaptureController(QtCore.QObject):
         take = self.take.copy()  # the UI thread keeps adding poses to self.take meanwhile
         meta = {"calibration": str(self.rig_path) if self.rig_path else None, "sources": list(self.sources),
                 "method": self.choice.method, "live_smoothing": self.choice.smoothing,
-                "precision": self.choice.precision}
+                "precision": self.choice.precision, "backbone": self.choice.backbone}
         rig = self.rig
         return self._submit(lambda: export_take(take, request, meta, rig), self.exported.emit)
 

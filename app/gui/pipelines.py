@@ -33,12 +33,15 @@ METHOD_LABELS = METHODS  # the one registry's labels, in its order
 class PipelineChoice:
     """method: a triangulation method of app.process.reconstruct.METHODS; smoothing: a key of
     FILTERS; backend: the BlazePose runtime ("onnxruntime", "torch", "tensorrt"); precision:
-    the landmark network's, a key of PRECISION_LABELS (int8 runs on ONNX Runtime only)."""
+    the landmark network's, a key of PRECISION_LABELS (int8 runs on ONNX Runtime only);
+    backbone: an adapted landmark network's folder (Tools > Adapt to this studio; None: the
+    shipped network)."""
 
     method: str = "algebraic"
     smoothing: str = "none"
     backend: str = "onnxruntime"
     precision: str = "float"
+    backbone: str | None = None
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -47,6 +50,8 @@ class PipelineChoice:
             raise TriangulumError(f"unknown filter '{self.smoothing}'; choose one of {', '.join(FILTERS)}.")
         if self.precision not in PRECISION_LABELS:
             raise TriangulumError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_LABELS)}.")
+        if self.backbone and self.precision != "float":
+            raise TriangulumError("an adapted 2D model runs in float; choose Float, or the shipped model (Tools menu).")
 
 
 @dataclass(eq=False)
@@ -100,4 +105,5 @@ def build_pipeline(rig: Rig | None, choice: PipelineChoice) -> PosePipeline:
     if rig is None:
         return PreviewPipeline()
     config = online_config(choice.method, choice.smoothing)
-    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend, default_threads(), choice.precision))
+    return PersonBoxPipeline(build_frame_pipeline(rig, config, choice.backend, default_threads(), choice.precision,
+                                                  choice.backbone))

@@ -83,6 +83,14 @@ class WindowLayout:
         view.addSeparator()
         view.addAction(self.act_fullscreen)
         view.addAction(self.act_reset_layout)
+        from app.gui.adapt_dialog import ask_backbone, open_adapt_dialog, use_backbone
+
+        tools = bar.addMenu("&Tools")
+        self.act_adapt = self._action("&Adapt to this studio…", lambda: open_adapt_dialog(self))
+        self.act_backbone = self._action("Use an adapted 2D model…", lambda: ask_backbone(self))
+        self.act_shipped = self._action("Use the shipped 2D model", lambda: use_backbone(self, None))
+        for act in (self.act_adapt, self.act_backbone, self.act_shipped):
+            tools.addAction(act)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.act_shortcuts)
         help_menu.addAction(self.act_sample)
@@ -104,6 +112,7 @@ class WindowLayout:
         self.panel.choose_method(str(s.value("pipeline/method", "algebraic")))
         self.panel.choose_smoothing(str(s.value("pipeline/smoothing", "none")))
         self.panel.choose_precision(str(s.value("pipeline/precision", "float")))
+        self.controller.choice.backbone = str(s.value("pipeline/backbone", "")) or None
         self.playback.every_frame.setChecked(s.value("playback/every_frame", True, type=bool))
         speed = float(s.value("playback/speed", 1.0))
         index = self.playback.speed.findData(speed)
@@ -127,6 +136,7 @@ class WindowLayout:
         s.setValue("pipeline/method", self.controller.choice.method)
         s.setValue("pipeline/smoothing", self.controller.choice.smoothing)
         s.setValue("pipeline/precision", self.controller.choice.precision)
+        s.setValue("pipeline/backbone", self.controller.choice.backbone or "")
         s.setValue("playback/every_frame", self.playback.every_frame.isChecked())
         s.setValue("playback/speed", self.playback.speed_value)
         s.setValue("playback/loop", self.playback.loop.isChecked())
