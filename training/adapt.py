@@ -15,10 +15,12 @@ app/adapt.py's; this module holds the learning.
    from the others' answer on most joints (another person, a failed crop) gives no crop at all.
 2. The crops the network saw (the tracker's ROIs, kept on ViewPeople) are cut again from the
    decoded frames, with their labels in crop coordinates.
-3. Fine-tuning: L1 of the regressed and the heatmap-refined 2D (the windowed soft-argmax the
-   product uses) against the labels, with small random affine and colour augmentation. Three
-   guards against forgetting: every output without a label (and the crop-placing landmarks 33-38,
-   depth, visibility, the pose flag) is distilled from the shipped network on the same crop;
+3. Fine-tuning of the network's heads (`train="heads"`: decoder, heatmap and 2D regression; the
+   encoder stays as shipped): L1 of the regressed and the heatmap-refined 2D (the windowed
+   soft-argmax the product uses) against the labels, with small random affine and colour
+   augmentation. Guards against forgetting: every output without a label (and the crop-placing
+   landmarks 33-38, depth, visibility, the pose flag), and the heatmap peak of every joint, are
+   distilled from the shipped network on the same crop;
    crops of the built-in sample with the shipped network's own output as target stay in every
    batch (generic data); an L2 pull towards the shipped weights (L2-SP). The last `holdout`
    share of each take's frames is never trained on: the weights kept are those that agree best
