@@ -173,3 +173,11 @@ def test_a_wrong_backbone_path_says_what_to_give(tmp_path):
     with pytest.raises(TriangulumError, match="landmark.safetensors is missing"):
         resolve_backbone(tmp_path / "empty")
     assert resolve_backbone(None) is None
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(3)}, str(other))
+    from engines.blazepose.backends import TorchBackend
+
+    with pytest.raises(TriangulumError, match="does not hold BlazePoseLandmark weights"):
+        TorchBackend(backbone=resolve_backbone(other))

@@ -34,10 +34,6 @@ class Backbone:
     onnx: Path | None = None
     record: dict = field(default_factory=dict, compare=False)
 
-    @property
-    def name(self) -> str:
-        return str(self.weights.parent if self.weights.name == WEIGHTS_FILE else self.weights)
-
     def onnx_graph(self) -> Path:
         """The ONNX file of these weights, exported into the cache the first time if the folder has none."""
         if self.onnx is not None:

@@ -25,8 +25,12 @@ def _load(module: torch.nn.Module, path: Path) -> torch.nn.Module:
             f"BlazePose weights {path} are missing; reinstall triangulum or regenerate them with "
             "`python -m engines.blazepose.convert --from-wheel PATH`."
         )
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    module.load_state_dict(state, strict=True)
+    try:
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, ValueError) as e:  # another network's file, or a damaged one
+        raise TriangulumError(f"{path} does not hold {type(module).__name__} weights ({str(e).splitlines()[0]}); "
+                              "give a file written by `triangulum adapt` or the shipped weights.") from None
     return module.eval()
 
 
