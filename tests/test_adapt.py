@@ -72,7 +72,7 @@ def test_a_view_on_another_person_gives_no_crop_and_disagreeing_views_no_label()
     assert not usable[1].any() and usable[[0, 2, 3]].all()
     # With only two clean views left besides the one labelled, a joint the others disagree on is unlabelled.
     kp2 = kp.copy()
-    kp2[3][:, 27] += np.array([0.0, 200.0])  # view 3's left ankle is wrong too
+    kp2[3][:, 27] += np.array([200.0, 0.0])  # view 3's left ankle is wrong too
     _, agreement = leave_one_out(rig, kp2, cf, agree=0.03)
     assert (agreement[0][:, 27] == 0).all(), "of views 1-3 only view 2 has the ankle right: no label for view 0"
 
