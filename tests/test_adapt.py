@@ -181,3 +181,23 @@ def test_a_wrong_backbone_path_says_what_to_give(tmp_path):
 
     with pytest.raises(TriangulumError, match="does not hold BlazePoseLandmark weights"):
         TorchBackend(backbone=resolve_backbone(other))
+
+
+@pytest.mark.slow
+def test_the_adapt_command_writes_the_model_and_checks_the_frames_after_its_range(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["adapt", str(VIDEOS), "--calib", str(QCA), "--frames", "0:6", "--epochs", "1", "--no-generic",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out agreement" in printed and f"--backbone {out}" in printed
+    assert "check on frames 6-99" in printed and "never trained on" in printed
+    for name in ("landmark.safetensors", "landmark.onnx", "adapt.json", "NOTICE.md", "metrics.csv"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "adapt.json").read_text())
+    assert record["command"] == f"triangulum adapt {VIDEOS} --calib {QCA} --frames 0:6 --epochs 1 --no-generic -o {out}"
+    assert record["config"]["generic"] == 0 and record["takes"][0]["frames"][1] <= 5
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    assert main(["adapt", str(VIDEOS), "--calib", str(QCA), "-o", str(tmp_path / "other")]) == 2
+    assert "not an adapted model folder" in capsys.readouterr().err
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"

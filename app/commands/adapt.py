@@ -23,7 +23,6 @@ sees one.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from app.commands import add_backbone_argument
@@ -47,6 +46,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_backbone_argument(p)
     p.set_defaults(func=run)
+
+
+def reproduce(args: argparse.Namespace) -> str:
+    """The command line that repeats this run (written into adapt.json and NOTICE.md)."""
+    parts = ["triangulum", "adapt", *map(str, args.takes)]
+    if args.calib:
+        parts += ["--calib", *map(str, args.calib)]
+    for flag, value in (("--calib-units", None if args.calib_units == "auto" else args.calib_units),
+                        ("--frames", args.frames), ("--epochs", args.epochs), ("--backbone", args.backbone),
+                        ("--device", None if args.device == "auto" else args.device),
+                        ("--seed", args.seed or None)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.no_generic:
+        parts.append("--no-generic")
+    return " ".join([*parts, "-o", str(args.output)])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                                      leave=False, mininterval=0.5)
         bar.update(max(done - bar.n, 0))
 
-    command = "triangulum " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("triangulum") else ""
+    command = reproduce(args)
     try:
         result = adapt_takes(takes, config, args.output, str(args.backbone) if args.backbone else None, command,
                              progress)
