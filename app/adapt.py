@@ -8,7 +8,8 @@ fine-tuning whose learning is training/adapt.py.
 A take is processed with the current pipeline (app.process.take); its main performer's 2D and
 the crops the tracker cut (ViewPeople.rois) give the pseudo-labels (training.adapt.label_crops);
 the frames are decoded again to cut those crops. out_dir then holds landmark.safetensors,
-landmark.onnx, metrics.csv, adapt.json and NOTICE.md (engines.blazepose.backbone reads it).
+landmark.onnx, metrics.csv, config.toml, adapt.json and NOTICE.md (engines.blazepose.backbone
+reads it).
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ def adapt_takes(takes: list[TakeRange], config: AdaptConfig, out_dir: Path, back
         "holdout_crops": result.holdout_crops,
     }
     write_record(out_dir, record)
+    config.save(out_dir / "config.toml", {"data": {"command": command, "takes": [tr.take.source for tr in takes],
+                                                   "frames": [[int(c.frames.min()), int(c.frames.max())] for c in crops]}})
     lines = ["# Adapted BlazePose landmark network (triangulum adapt)", "",
              f"- Command: `{command}`" if command else "- Command: (called from Python)",
              f"- Commit: {commit}", f"- Started: {record['started']}, {record['seconds']} s",

@@ -191,8 +191,9 @@ def test_the_adapt_command_writes_the_model_and_checks_the_frames_after_its_rang
     printed = capsys.readouterr().out
     assert "held-out agreement" in printed and f"--backbone {out}" in printed
     assert "check on frames 6-99" in printed and "never trained on" in printed
-    for name in ("landmark.safetensors", "landmark.onnx", "adapt.json", "NOTICE.md", "metrics.csv"):
+    for name in ("landmark.safetensors", "landmark.onnx", "adapt.json", "NOTICE.md", "metrics.csv", "config.toml"):
         assert (out / name).is_file(), name
+    assert AdaptConfig.load(out / "config.toml") == AdaptConfig(epochs=1, generic=0)
     record = json.loads((out / "adapt.json").read_text())
     assert record["command"] == f"triangulum adapt {VIDEOS} --calib {QCA} --frames 0:6 --epochs 1 --no-generic -o {out}"
     assert record["config"]["generic"] == 0 and record["takes"][0]["frames"][1] <= 5

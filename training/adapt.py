@@ -88,6 +88,18 @@ class AdaptConfig:
     seed: int = 0
     device: str = "auto"
 
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """The settings as TOML ([adapt], plus `extra` tables such as [data]) beside the run."""
+        import tomli_w
+
+        Path(path).write_text(tomli_w.dumps({"adapt": asdict(self), **(extra or {})}))
+
+    @staticmethod
+    def load(path: Path) -> AdaptConfig:
+        import tomllib
+
+        return AdaptConfig(**tomllib.loads(Path(path).read_text())["adapt"])
+
 
 @dataclass
 class Crops:

@@ -10,7 +10,8 @@ fine-tuned on its own crops with guards against forgetting (distillation from th
 network, generic crops of the built-in sample, an L2 pull to the shipped weights, early
 stopping on the last 20 % of each take's frames). A TAKE is what `process` reads: a session
 folder, or a folder of videos with `--calib`. MODEL_DIR then holds landmark.safetensors,
-landmark.onnx, adapt.json (takes, settings, metrics), NOTICE.md and metrics.csv, and
+landmark.onnx, adapt.json (takes, settings, metrics), config.toml, NOTICE.md (with the command
+line that repeats the run) and metrics.csv, and
 `--backbone MODEL_DIR` runs it in process, capture, detect2d and the GUI.
 
 When --frames leaves frames after it, those frames are processed with the shipped and the
