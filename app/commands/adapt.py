@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.commands import add_backbone_argument
 from calibration.errors import TriangulumError
 
 
@@ -45,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-generic", action="store_true", help="do not mix in crops of the built-in sample")
     p.add_argument("--seed", type=int, default=0)
-    add_backbone_argument(p)
+    p.add_argument("--backbone", type=Path, metavar="PATH",
+                   help="start from this adapted network (a MODEL_DIR of an earlier run) instead of the shipped one")
     p.set_defaults(func=run)
 
 
