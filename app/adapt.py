@@ -36,6 +36,12 @@ from training.adapt import (
 )
 
 
+def rgb_crop(image: np.ndarray, roi) -> np.ndarray:
+    """The landmark network's 256 x 256 crop of a BGR frame through `roi`, as RGB uint8 (what
+    engines.blazepose.pipeline.landmark_input feeds it, before scaling to [0, 1])."""
+    return np.ascontiguousarray(crop(image, roi, LANDMARK_INPUT)[..., ::-1])
+
+
 def collect_take(take, process_config, config: AdaptConfig | None = None,
                  progress: Callable[[int, int], None] | None = None) -> Crops:
     """Process `take` over `process_config`'s frames with the current pipeline and return its
@@ -77,8 +83,7 @@ def collect_take(take, process_config, config: AdaptConfig | None = None,
         by_camera = {fr.camera: fr for fr in fs.frames}
         for c, name in enumerate(take.rig.names):
             if usable[c, f] and name in by_camera:
-                image = by_camera[name].image
-                images.append(np.ascontiguousarray(crop(image, rois[c][f], LANDMARK_INPUT)[..., ::-1]))
+                images.append(rgb_crop(by_camera[name].image, rois[c][f]))
                 rows.append((f, c))
     if not rows:
         raise TriangulumError(f"{take.source}: no crop has views that agree on it; check the calibration "
@@ -123,8 +128,7 @@ def generic_crops(step: int = 3) -> np.ndarray:
         by_camera = {fr.camera: fr for fr in fs.frames}
         for v, people in enumerate(result.views):
             for roi in people.rois[:1]:  # the best-scoring person of the view
-                image = by_camera[take.rig.names[v]].image
-                out.append(np.ascontiguousarray(crop(image, roi, LANDMARK_INPUT)[..., ::-1]))
+                out.append(rgb_crop(by_camera[take.rig.names[v]].image, roi))
     return np.stack(out)
 
 
@@ -180,8 +184,8 @@ def adapt_takes(takes: list[TakeRange], config: AdaptConfig, out_dir: Path, back
         "holdout_crops": result.holdout_crops,
     }
     write_record(out_dir, record)
-    config.save(out_dir / "config.toml", {"data": {"command": command, "takes": [tr.take.source for tr in takes],
-                                                   "frames": [[int(c.frames.min()), int(c.frames.max())] for c in crops]}})
+    config.save(out_dir / "config.toml", {"data": {"command": command, "takes": [t["source"] for t in record["takes"]],
+                                                   "frames": [t["frames"] for t in record["takes"]]}})
     lines = ["# Adapted BlazePose landmark network (triangulum adapt)", "",
              f"- Command: `{command}`" if command else "- Command: (called from Python)",
              f"- Commit: {commit}", f"- Started: {record['started']}, {record['seconds']} s",
@@ -213,3 +217,26 @@ def compare(take, start: int, stop: int | None, backbone: str) -> dict[str, dict
         out[name] = {"reprojection_median_px": q["reprojection_px"]["median"], "reprojection_p95_px":
                      q["reprojection_px"]["p95"], "bone_cv": q["bone_length_cv_mean"], "result": result}
     return out
+
+
+def summary(result: AdaptResult) -> list[str]:
+    """What a run did, for the command's output and the GUI's report."""
+    kept = (f"best epoch {result.best_epoch}" if result.best_epoch else
+            "no epoch agreed better than the shipped network on the held-out frames, so its weights are kept")
+    return [f"Adapted on {result.train_crops} crops ({result.steps} steps, {kept}, {result.seconds:.0f} s).",
+            "Held-out agreement with the other views (px in the 256 crop, lower is better): "
+            + ", ".join(f"{k} {result.before[k]:.2f} -> {result.after[k]:.2f}" for k in result.before)]
+
+
+def check_after(take, stop: int | None, backbone: str) -> str | None:
+    """The frames after the adaptation range processed with both networks, as one line
+    ("frames A-B (never trained on): ..."); None when the range reached the end of the take or
+    nobody was reconstructed."""
+    if stop is None or stop >= take.frames:
+        return None
+    rows = compare(take, stop, None, backbone)
+    s, a = rows["stock"], rows["adapted"]
+    if "bone_cv" not in s or "bone_cv" not in a:
+        return None
+    return (f"frames {stop}-{take.frames - 1} (never trained on): reprojection p95 {s['reprojection_p95_px']:.1f} -> "
+            f"{a['reprojection_p95_px']:.1f} px, bone-length CV {100 * s['bone_cv']:.1f} -> {100 * a['bone_cv']:.1f} %")

@@ -46,7 +46,7 @@ import torch
 from calibration.errors import TriangulumError
 from engines.blazepose.backbone import ONNX_FILE, RECORD_FILE, WEIGHTS_FILE
 from engines.blazepose.keypoints import windowed_soft_argmax
-from engines.blazepose.modules import LANDMARK_INPUT
+from engines.blazepose.modules import LANDMARK_INPUT, NUM_LANDMARKS
 from engines.blazepose.roi import image_to_crop
 from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
 from training.error_model import leave_one_out, person_size
@@ -339,7 +339,7 @@ def adapt(takes: list[Crops], config: AdaptConfig, out_dir: Path, generic: np.nd
             out = model(x)
             with torch.no_grad():
                 ref = reference(x)
-            keep = torch.ones(len(images), 39, dtype=torch.bool, device=device)
+            keep = torch.ones(len(images), NUM_LANDMARKS, dtype=torch.bool, device=device)
             keep[:, :BODY] = w == 0
             loss_l = label_loss(out, torch.from_numpy(targets).to(device, torch.float32), w)
             loss_d = distill_loss(out, ref, keep)
@@ -392,8 +392,4 @@ def write_record(out_dir: Path, record: dict) -> Path:
     path = out_dir / RECORD_FILE
     path.write_text(json.dumps(record, indent=2, default=str))
     return path
-
-
-def config_dict(config: AdaptConfig) -> dict:
-    return asdict(config)
 

@@ -68,7 +68,7 @@ def reproduce(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from app.adapt import TakeRange, adapt_takes, compare
+    from app.adapt import TakeRange, adapt_takes, check_after, summary
     from app.commands.process import _frame_range
     from app.process.inputs import open_take
     from training.adapt import AdaptConfig
@@ -107,19 +107,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
-    kept = (f"best epoch {result.best_epoch}" if result.best_epoch else
-            "no epoch beat the shipped network on the held-out frames, so its weights are kept")
-    print(f"adapted on {result.train_crops} crops ({result.steps} steps, {kept}, "
-          f"{result.seconds:.0f} s); held-out agreement with the other views (256-crop px): "
-          + ", ".join(f"{k} {result.before[k]:.2f} -> {result.after[k]:.2f}" for k in result.before))
+    for line in summary(result):  # the command's lines start in lower case, as its other output
+        print(line[0].lower() + line[1:])
     print(f"wrote {args.output}/ (landmark.safetensors, landmark.onnx, adapt.json, NOTICE.md); use it with "
           f"--backbone {args.output}")
     for tr in takes:
-        if stop is not None and stop < tr.take.frames:
-            rows = compare(tr.take, stop, None, str(args.output))
-            s, a = rows["stock"], rows["adapted"]
-            if "bone_cv" in s and "bone_cv" in a:
-                print(f"check on frames {stop}-{tr.take.frames - 1} of {tr.take.source} (never trained on): "
-                      f"reprojection p95 {s['reprojection_p95_px']:.1f} -> {a['reprojection_p95_px']:.1f} px, "
-                      f"bone-length CV {100 * s['bone_cv']:.1f} -> {100 * a['bone_cv']:.1f} %")
+        line = check_after(tr.take, stop, str(args.output))
+        if line:
+            print(f"{tr.take.source}: check on {line}")
     return 0

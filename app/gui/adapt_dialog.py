@@ -52,7 +52,7 @@ class AdaptJob:
         self.stage, self.done, self.total = stage, done, max(total, 1)
 
     def _run(self) -> None:
-        from app.adapt import TakeRange, adapt_takes, compare
+        from app.adapt import TakeRange, adapt_takes, check_after, summary
         from app.process.inputs import open_take
         from training.adapt import AdaptConfig
 
@@ -60,20 +60,13 @@ class AdaptJob:
             takes = [TakeRange(open_take(paths, self.calibration), self.start, self.stop) for paths in self.inputs]
             result = adapt_takes(takes, self.config or AdaptConfig(), self.out_dir, self.backbone, "GUI: Tools > Adapt to this studio",
                                  self._progress, self.cancel.is_set)
-            kept = (f"best epoch {result.best_epoch}" if result.best_epoch else
-                    "no epoch agreed better than the shipped network on the held-out frames, so it is kept")
-            lines = [f"Adapted on {result.train_crops} crops in {result.seconds:.0f} s ({kept}).",
-                     "Held-out agreement with the other views (px in the 256 crop, lower is better):"]
-            lines += [f"  {k}: {result.before[k]:.2f} -> {result.after[k]:.2f}" for k in result.before]
+            lines = summary(result)
             for tr in takes:
-                if self.stop is not None and self.stop < tr.take.frames and not self.cancel.is_set():
+                if not self.cancel.is_set() and self.stop is not None and self.stop < tr.take.frames:
                     self._progress(f"checking frames {self.stop}-{tr.take.frames - 1}", 0, 1)
-                    rows = compare(tr.take, self.stop, None, str(self.out_dir))
-                    s, a = rows["stock"], rows["adapted"]
-                    if "bone_cv" in s and "bone_cv" in a:
-                        lines.append(f"Frames {self.stop}-{tr.take.frames - 1} (never trained on): reprojection p95 "
-                                     f"{s['reprojection_p95_px']:.1f} -> {a['reprojection_p95_px']:.1f} px, bone-length "
-                                     f"CV {100 * s['bone_cv']:.1f} -> {100 * a['bone_cv']:.1f} %")
+                    line = check_after(tr.take, self.stop, str(self.out_dir))
+                    if line:
+                        lines.append(line[0].upper() + line[1:])
             lines.append(f"Saved in {self.out_dir}.")
             self.report = "\n".join(lines)
         except TriangulumError as e:
