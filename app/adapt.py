@@ -64,11 +64,12 @@ def collect_take(take, process_config, config: AdaptConfig | None = None,
         for v, i in enumerate(fr.association.members[k]):
             if i >= 0 and fr.views[v].rois:
                 rois[v][f] = fr.views[v].rois[i]
-    from app.process.handedness import apply_flips
+    swapped = None
+    if not config.label_swapped:  # only then are the joints the repair swapped needed
+        from app.process.handedness import apply_flips
 
-    J = person.keypoints.shape[2]
-    index = np.broadcast_to(np.arange(J, dtype=np.float64), person.confidence.shape)
-    swapped = apply_flips(np.zeros(person.keypoints.shape), index, person.flips, result.skeleton)[1] != index
+        index = np.broadcast_to(np.arange(person.keypoints.shape[2], dtype=np.float64), person.confidence.shape)
+        swapped = apply_flips(np.zeros(person.keypoints.shape), index, person.flips, result.skeleton)[1] != index
     targets, weights, usable = label_crops(take.rig, person.keypoints, person.confidence, rois, config, swapped)
     if F > config.max_sets:
         spaced = np.zeros(F, bool)
