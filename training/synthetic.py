@@ -32,7 +32,8 @@ SIZES = ((1920, 1080), (1080, 1920), (1280, 720))
 class Batch:
     """P (B, V, 3, 4) undistorted pixel projections; x (B, V, J, 2) px, NaN missing; conf
     (B, V, J); truth (B, J, 3) metres; failed (B, V) views given a whole-view failure;
-    views (B,) real views per sample."""
+    views (B,) real views per sample; K (B, V, 3, 3), R (B, V, 3, 3), t (B, V, 3): the
+    cameras P is made of (P = K [R | t], pinhole), for heads that need the camera model."""
 
     P: np.ndarray
     x: np.ndarray
@@ -40,6 +41,9 @@ class Batch:
     truth: np.ndarray
     failed: np.ndarray
     views: np.ndarray
+    K: np.ndarray | None = None
+    R: np.ndarray | None = None
+    t: np.ndarray | None = None
 
 
 def look_at(centre: np.ndarray, target: np.ndarray, roll: float) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +77,16 @@ def random_studio(rng: np.random.Generator, views: int, target: np.ndarray) -> R
     return Rig(cameras)
 
 
-def random_rig(rng: np.random.Generator, views: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """P (views, 3, 4), sizes (views, 2) of `random_studio(rng, views, target)`."""
+def random_rig(rng: np.random.Generator, views: int, target: np.ndarray) -> tuple[np.ndarray, ...]:
+    """P (views, 3, 4), sizes (views, 2), K, R (views, 3, 3), t (views, 3) of
+    `random_studio(rng, views, target)`."""
     rig = random_studio(rng, views, target)
     P = np.stack([c.K @ np.hstack([c.R, c.t[:, None]]) for c in rig.cameras])
-    return P, np.array([c.size for c in rig.cameras], float)
+    return (P, np.array([c.size for c in rig.cameras], float), *_cameras(rig))
+
+
+def _cameras(rig: Rig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.stack([getattr(c, k) for c in rig.cameras]) for k in ("K", "R", "t"))
 
 
 def synthetic_take(rng: np.random.Generator, model: ErrorModel, clip: np.ndarray, rig: Rig,
@@ -99,14 +108,15 @@ def synthetic_take(rng: np.random.Generator, model: ErrorModel, clip: np.ndarray
     return np.moveaxis(x, 1, 0), np.moveaxis(conf, 1, 0)
 
 
-def rig_arrays(rig: Rig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """P (C, 3, 4), sizes (C, 2) and where the person stands (3,) for a real rig."""
+def rig_arrays(rig: Rig) -> tuple[np.ndarray, ...]:
+    """P (C, 3, 4), sizes (C, 2), where the person stands (3,), and K, R (C, 3, 3), t (C, 3)
+    for a real rig (P is for undistorted pixels: the synthetic 2D is pinhole)."""
     P = rig.stacked()["P"].numpy()
     sizes = np.array([c.size for c in rig.cameras], float)
     spot = axes_meeting_point(rig)
     if spot is None:
         spot = np.mean([-c.R.T @ c.t for c in rig.cameras], axis=0)
-    return P, sizes, np.array([spot[0], spot[1], 0.0])
+    return (P, sizes, np.array([spot[0], spot[1], 0.0]), *_cameras(rig))
 
 
 def project(P: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,14 +158,17 @@ class SyntheticViews:
         truth = np.zeros((batch, J, 3))
         other = np.zeros((batch, J, 3))
         n_views = np.zeros(batch, int)
+        K, R, t = np.zeros((batch, MAX_VIEWS, 3, 3)), np.zeros((batch, MAX_VIEWS, 3, 3)), np.zeros((batch, MAX_VIEWS, 3))
         for b in range(batch):
             if self.rng.random() < self.real_rig_share:
-                Pr, sz, spot = self.rigs[self.rng.integers(len(self.rigs))]
+                Pr, sz, spot, Kr, Rr, tr = self.rigs[self.rng.integers(len(self.rigs))]
                 C = len(Pr)
             else:
                 C = int(self.rng.integers(lo, hi + 1))
                 spot = np.zeros(3)
-                Pr, sz = random_rig(self.rng, C, spot + np.array([0, 0, 1.0]))
+                Pr, sz, Kr, Rr, tr = random_rig(self.rng, C, spot + np.array([0, 0, 1.0]))
+            K[b, :C], R[b, :C], t[b, :C] = Kr, Rr, tr
+            K[b, C:], R[b, C:], t[b, C:] = Kr[0], Rr[0], tr[0]
             truth[b] = self._place(self.poses[self.rng.integers(len(self.poses))], spot)
             offset = self.rng.normal(0, 1, 2)
             offset *= self.rng.uniform(0.6, 2.0) / max(np.linalg.norm(offset), 1e-9)
@@ -176,4 +189,4 @@ class SyntheticViews:
         keep = inside & real
         x = np.where(keep[..., None], x, np.nan)
         conf = np.where(keep, conf, 0.0)
-        return Batch(P, x, conf, truth, failed & real[..., 0], n_views)
+        return Batch(P, x, conf, truth, failed & real[..., 0], n_views, K, R, t)

@@ -21,6 +21,7 @@ import argparse
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,19 +38,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="what", metavar="HEAD", required=True)
     c = sub.add_parser("confidence", help="the learned algebraic head (per-view confidences through the DLT)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_arguments(c, UNIT_CHOICES)
+    c.add_argument("--steps", type=int, help="optimiser steps (default 1500)")
+    c.add_argument("--batch", type=int, help="synthetic samples per step (default 96; 512 on a GPU)")
+    c.set_defaults(func=run)
+    v = sub.add_parser("volumetric", help="the volumetric head (unprojection, V2V, 3D soft-argmax)",
+                       description=VOLUMETRIC_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_arguments(v, UNIT_CHOICES)
+    v.add_argument("--steps", type=int, help="optimiser steps (default 1200)")
+    v.add_argument("--batch", type=int, help="synthetic samples per step (default 12)")
+    v.add_argument("--config", type=Path, metavar="TOML",
+                   help="a run's config.toml: its settings and head size (reproduces that run)")
+    v.add_argument("--reference", action="store_true",
+                   help="the paper's head size (2.5 m cube, 64^3 voxels, 4-level V2V): for a GPU")
+    v.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    v.set_defaults(func=run_volumetric)
+
+
+VOLUMETRIC_DOC = """`triangulum train volumetric`: train the volumetric head into a run folder.
+
+    triangulum train volumetric --data ../shared/data/pose2sim-demo-single/videos \
+        --calib ../shared/data/pose2sim-demo-single/calibration/Calib.qca.txt -o runs/volumetric
+    triangulum train volumetric --reference --device cuda --data takes/* -o runs/v64   # a GPU
+
+The data is that of `triangulum train confidence` (real takes self-supervised on their first
+70 %, validated on the rest; motion capture of the training subjects through random rigs with
+the BlazePose error model fitted on the takes). RUN ends with volumetric.safetensors (best by
+validation), checkpoint.pt (resumable: run the same command again), metrics.csv, config.toml
+(`--config` it to reproduce the run) and NOTICE.md.
+"""
+
+
+def _data_arguments(c: argparse.ArgumentParser, unit_choices) -> None:
     c.add_argument("--data", nargs="*", type=Path, default=[], metavar="TAKE",
                    help="real takes for self-supervision (session folders or video folders); none: synthetic only")
     c.add_argument("--calib", nargs="*", type=Path, default=[], metavar="RIG",
                    help="calibration of each video folder, in the order of --data (one for all, or one each; "
                    "sessions carry their own)")
-    c.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto")
+    c.add_argument("--calib-units", choices=unit_choices, default="auto")
     c.add_argument("--mocap", type=Path, help="the mocap-cmu folder (default ../shared/data/mocap-cmu)")
     c.add_argument("-o", "--output", type=Path, required=True, metavar="RUN_DIR")
-    c.add_argument("--steps", type=int, help="optimiser steps (default 1500)")
-    c.add_argument("--batch", type=int, help="synthetic samples per step (default 96; 512 on a GPU)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--fresh", action="store_true", help="start over instead of resuming RUN_DIR/checkpoint.pt")
-    c.set_defaults(func=run)
 
 
 def take_2d(path: Path, calib: Path | None, units: str, cache: Path):
@@ -93,21 +123,26 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@dataclass
+class TrainingData:
+    """What both heads train on: motion-capture clips, each real take's undistorted 2D and
+    pseudo-targets with its time split, the rigs, the fitted error model, a record of it all."""
 
-    from training.confidence import RealTake, TrainConfig, split_frames, train
-    from training.error_model import fit_error_model, loo_targets
+    train_clips: dict
+    val_clips: dict
+    takes: list  # (name, rig, und (C, F, J, 2), conf (C, F, J), und targets, train frames, val frames)
+    rigs: list
+    model: object
+    record: dict
+
+
+def training_data(args: argparse.Namespace, run_dir: Path, view_failure: float) -> TrainingData:
+    """Load the motion capture, reconstruct each --data take once (cached in RUN/takes), make
+    its leave-one-out targets, fit the error model on the training frames (RUN/error_model.toml)."""
+    from training.confidence import split_frames
+    from training.error_model import ErrorModel, fit_error_model, loo_targets
     from training.mocap import MOCAP_DIR, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, load_clips
 
-    run_dir: Path = args.output
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(seed=args.seed)
-    if args.steps:
-        config.steps = args.steps
-    if args.batch:
-        config.batch = args.batch
-    started, commit = time.time(), git_commit()  # the code as the run starts
     mocap = args.mocap or MOCAP_DIR
     train_clips = load_clips(mocap, TRAIN_SUBJECTS)
     val_clips = load_clips(mocap, VAL_SUBJECTS)
@@ -120,33 +155,33 @@ def run(args: argparse.Namespace) -> int:
         rig, kp, cf = take_2d(path, calib, args.calib_units, run_dir / "takes" / take_name(path))
         tr, va = split_frames(kp.shape[1])
         targets = loo_targets(rig, kp, cf)
-        und = rig.undistort(kp)
-        und_t = rig.undistort(targets)
-        takes.append(RealTake(take_name(path), rig.stacked()["P"].numpy(), und,
-                              np.where(np.isfinite(kp).all(-1), cf, 0.0), und_t, tr, va))
+        takes.append((take_name(path), rig, rig.undistort(kp), np.where(np.isfinite(kp).all(-1), cf, 0.0),
+                      rig.undistort(targets), tr, va))
         rigs.append(rig)
         fit.append((kp[:, tr], cf[:, tr], targets[:, tr]))
     if fit:
         model = fit_error_model(np.concatenate([f[0] for f in fit], 1), np.concatenate([f[1] for f in fit], 1),
                                 np.concatenate([f[2] for f in fit], 1),
-                                source=", ".join(f"{t.name} frames 0-{len(t.train) - 1}" for t in takes))
+                                source=", ".join(f"{t[0]} frames 0-{len(t[5]) - 1}" for t in takes))
     else:
-        from training.error_model import ErrorModel
-
-        default = Path(__file__).resolve().parents[2] / "training" / "error_model.toml"
-        model = ErrorModel.load(default)
-    model.view_failure = config.view_failure
+        model = ErrorModel.load(Path(__file__).resolve().parents[2] / "training" / "error_model.toml")
+    model.view_failure = view_failure
     model.save(run_dir / "error_model.toml")
-    data = {"takes": [str(p) for p in args.data], "mocap": str(mocap), "train_subjects": list(TRAIN_SUBJECTS),
-            "val_subjects": list(VAL_SUBJECTS), "test_subjects_never_used": list(TEST_SUBJECTS)}
-    config.save(run_dir / "config.toml", {"data": data})
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    best = train(config, train_clips, val_clips, model, takes, run_dir, rigs=rigs, resume=not args.fresh,
-                 progress=sys.stderr.isatty() or True)
-    notice = [
-        "# Learned algebraic head (engines/heads/algebraic.py): per-view confidences",
+    record = {"takes": [str(p) for p in args.data], "mocap": str(mocap), "train_subjects": list(TRAIN_SUBJECTS),
+              "val_subjects": list(VAL_SUBJECTS), "test_subjects_never_used": list(TEST_SUBJECTS)}
+    return TrainingData(train_clips, val_clips, takes, rigs, model, record)
+
+
+def notice_lines(title: str, what: str, commit: str, started: float, data: TrainingData, config, best: dict) -> list[str]:
+    """NOTICE.md of a run: data, command, commit, time, settings, final metrics."""
+    import torch
+
+    from training.mocap import TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS
+
+    return [
+        f"# {title}",
         "",
-        f"- Command: `triangulum train confidence {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}`".rstrip(),
+        f"- Command: `triangulum train {what} {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}`".rstrip(),
         f"- Commit: {commit}",
         f"- Finished: {datetime.now(UTC).isoformat(timespec='seconds')} "
         f"({(time.time() - started) / 60:.1f} min on this machine, {torch.get_num_threads()} threads)",
@@ -154,13 +189,75 @@ def run(args: argparse.Namespace) -> int:
         f"(validation); subject {', '.join(TEST_SUBJECTS)} is never used here (test set of benchmarks/heads.py). "
         "The data was obtained from mocap.cs.cmu.edu; the database was created with funding from NSF EIA-0196217.",
         "- Real takes (self-supervised, first 70 % of frames; last 30 % validate): "
-        + (", ".join(t.name for t in takes) or "none"),
-        f"- Error model: error_model.toml (fitted on {model.source or 'the shipped default'})",
+        + (", ".join(t[0] for t in data.takes) or "none"),
+        f"- Error model: error_model.toml (fitted on {data.model.source or 'the shipped default'})",
         f"- Settings: {config}",
         f"- Best validation (step {best.get('step')}): "
         + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("step", "seconds")),
     ]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.confidence import RealTake, TrainConfig, train
+
+    run_dir: Path = args.output
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(seed=args.seed)
+    if args.steps:
+        config.steps = args.steps
+    if args.batch:
+        config.batch = args.batch
+    started, commit = time.time(), git_commit()  # the code as the run starts
+    data = training_data(args, run_dir, config.view_failure)
+    train_clips, val_clips, rigs, model = data.train_clips, data.val_clips, data.rigs, data.model
+    takes = [RealTake(name, rig.stacked()["P"].numpy(), und, cf, tg, tr, va)
+             for name, rig, und, cf, tg, tr, va in data.takes]
+    config.save(run_dir / "config.toml", {"data": data.record})
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    best = train(config, train_clips, val_clips, model, takes, run_dir, rigs=rigs, resume=not args.fresh,
+                 progress=sys.stderr.isatty() or True)
+    notice = notice_lines("Learned algebraic head (engines/heads/algebraic.py): per-view confidences",
+                          "confidence", commit, started, data, config, best)
     (run_dir / "NOTICE.md").write_text("\n".join(notice) + "\n")
     print(f"wrote {run_dir / 'confidence.safetensors'} (best at step {best.get('step')}: "
           f"validation MPJPE {best['val_mpjpe_mm']:.1f} mm, with failed views {best.get('val_failed_mpjpe_mm', float('nan')):.1f} mm)")
+    return 0
+
+
+def run_volumetric(args: argparse.Namespace) -> int:
+    import torch
+
+    from engines.heads.volumetric import REFERENCE
+    from training.volumetric import CameraTake, VolumeTrainConfig, train
+
+    run_dir: Path = args.output
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = VolumeTrainConfig.load(args.config) if args.config else VolumeTrainConfig()
+    config.seed = args.seed if not args.config else config.seed
+    if args.reference:
+        config.model = REFERENCE
+    if args.steps:
+        config.steps = args.steps
+    if args.batch:
+        config.batch = args.batch
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TriangulumError("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu (or auto).")
+    started, commit = time.time(), git_commit()
+    data = training_data(args, run_dir, config.view_failure)
+    takes = []
+    for name, rig, und, cf, tg, tr, va in data.takes:
+        st = rig.stacked()
+        cams = [np.stack([getattr(c, k) for c in rig.cameras]) for k in ("K", "R", "t")]
+        takes.append(CameraTake(name, st["P"].numpy(), und, cf, tg, tr, va, *cams))
+    config.save(run_dir / "config.toml", {"data": data.record})
+    best = train(config, data.train_clips, data.val_clips, data.model, takes, run_dir, rigs=data.rigs,
+                 resume=not args.fresh, device=device)
+    notice = notice_lines("Volumetric head (engines/heads/volumetric.py): unprojection, V2V, 3D soft-argmax",
+                          "volumetric", commit, started, data, config, best)
+    (run_dir / "NOTICE.md").write_text("\n".join(notice) + "\n")
+    print(f"wrote {run_dir / 'volumetric.safetensors'} (best at step {best.get('step')}: validation MPJPE "
+          f"{best['val_mpjpe_mm']:.1f} mm, with failed views {best.get('val_failed_mpjpe_mm', float('nan')):.1f} mm)")
     return 0
