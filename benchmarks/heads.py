@@ -1,10 +1,10 @@
 """Every triangulation method of the registry (engines.heads.METHODS) on the same 2D, in one run.
 
-    python benchmarks/heads.py [--weights PATH] [--samples N] [--json PATH]
+    python benchmarks/heads.py [--weights PATH] [--volumetric-weights PATH] [--samples N] [--json PATH]
 
 Real takes in ../shared/data, each person's 2D from the default pipeline (cached under
 ~/.cache/triangulum/heads-bench), triangulated per frame without temporal filtering:
-  - pose2sim-demo-single (studio, 4 cameras): frames 70-99 only; the shipped head trained
+  - pose2sim-demo-single (studio, 4 cameras): frames 70-99 only; both shipped heads trained
     (self-supervised) on frames 0-69 of this take;
   - caliscope-charuco-4cam (4 webcams, another room and person): every frame; never trained on.
 Per method: reprojection error over all views that saw each of the 12 limb joints (median,
@@ -12,6 +12,8 @@ p95, px, against the 2D the method was given), bone-length CV of the 8 limb bone
 agreement with Pose2Sim's reconstruction where there is one (median / p90 cm), views used per
 limb joint, and ms per frame set of the triangulation alone (the backbone's ms per 4-view
 frame set is printed beside it: the landmark network on 4 crops, ONNX Runtime, this machine).
+The volumetric head's ms on one 4-view frame set (batch 1, as live) for the shipped size and
+the sizes it was chosen among, against that backbone time.
 
 Synthetic test set: motion capture of CMU subject 007 (never used in training or
 validation), 4-6 random cameras, 1-2 views given a whole-view failure (another person, a
@@ -63,7 +65,7 @@ def backbone_ms(repeats: int = 5) -> float:
     return best * 1000
 
 
-def real_rows(weights: str | None) -> dict:
+def real_rows(weights: dict[str, str | None]) -> dict:
     from app.commands.train import take_2d
 
     out = {}
@@ -78,7 +80,7 @@ def real_rows(weights: str | None) -> dict:
         ref = ref[start:] if ref is not None else None
         rows = {}
         for method in METHODS:
-            config = TriangulationConfig(method, weights=weights)
+            config = TriangulationConfig(method, weights=weights.get(method))
             triangulate_joints(rig, kp[:, :2], cf[:, :2], config)  # warm-up (loads the head)
             t = time.perf_counter()
             X, used = triangulate_joints(rig, kp, cf, config)
@@ -88,7 +90,56 @@ def real_rows(weights: str | None) -> dict:
     return out
 
 
-def synthetic_rows(weights: str | None, samples: int) -> dict:
+def synthetic_volumetric(b, weights: str | None, chunk: int = 32) -> torch.Tensor:
+    """The volumetric head on a synthetic batch (pinhole cameras, so no distortion), in chunks."""
+    from engines.heads.volumetric import load_volumetric
+    from training.volumetric import run_head
+
+    head = load_volumetric(weights)
+    T = [torch.as_tensor(a) for a in (b.P, b.x, b.conf, b.K, b.R, b.t)]
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(b.P), chunk):
+            out.append(run_head(head, *(a[s:s + chunk] for a in T))[0].double())
+    return torch.cat(out)
+
+
+def volumetric_speed(repeats: int = 5) -> dict:
+    """ms of the volumetric head (rendering, cube, unprojection, V2V, soft-argmax) on one
+    4-view frame set, PyTorch on this CPU, for the shipped size and the alternatives it was
+    chosen among (untrained weights: the time does not depend on them)."""
+    from engines.heads.export import example_inputs
+    from engines.heads.volumetric import (
+        REFERENCE,
+        VolumeConfig,
+        VolumetricTriangulation,
+        root_estimate,
+    )
+
+    P, x, conf = (a.double() for a in example_inputs(1, 4, seed=2))
+    K = torch.tensor([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]], dtype=torch.float64).expand(1, 4, 3, 3)
+    Rt = torch.linalg.solve(K, P)
+    R, t, dist = Rt[..., :3], Rt[..., 3], torch.zeros(1, 4, 5, dtype=torch.float64)
+    root = root_estimate(P, x, conf)
+    sizes = {"shipped (2.2 m, 24^3, V2V 16, 2 levels)": VolumeConfig(),
+             "coarser (16^3)": VolumeConfig(voxels=16), "finer (32^3)": VolumeConfig(voxels=32),
+             "reference (2.5 m, 64^3, V2V 32, 4 levels)": REFERENCE}
+    out = {}
+    for name, cfg in sizes.items():
+        head = VolumetricTriangulation(cfg).eval()
+        n = 1 if cfg.voxels >= 64 else repeats
+        with torch.no_grad():
+            head(K, dist, R, t, x, conf, root)
+            best = float("inf")
+            for _ in range(n):
+                t0 = time.perf_counter()
+                head(K, dist, R, t, x, conf, root)
+                best = min(best, time.perf_counter() - t0)
+        out[name] = best * 1000
+    return out
+
+
+def synthetic_rows(learned_weights: str | None, volumetric_weights: str | None, samples: int) -> dict:
     from calibration import triangulation as tri
     from engines.heads.algebraic import WEIGHTS, load_head
     from training.error_model import ErrorModel
@@ -108,7 +159,9 @@ def synthetic_rows(weights: str | None, samples: int) -> dict:
         t = time.perf_counter()
         if method == "learned":
             with torch.no_grad():
-                X, _ = load_head(weights)(P, x, conf)
+                X, _ = load_head(learned_weights)(P, x, conf)
+        elif method == "volumetric":
+            X = synthetic_volumetric(b, volumetric_weights)
         elif method == "algebraic":
             X = tri.triangulate_dlt(Pj, x0, gated)
         elif method == "dlt":
@@ -128,12 +181,14 @@ def synthetic_rows(weights: str | None, samples: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="another learned-head checkpoint (default: the shipped one)")
+    p.add_argument("--volumetric-weights", help="another volumetric-head checkpoint (default: the shipped one)")
     p.add_argument("--samples", type=int, default=1024, help="synthetic test samples (default 1024)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(2)
-    report = {"backbone_ms_per_4_views": backbone_ms(), "real": real_rows(a.weights),
-              "synthetic": synthetic_rows(a.weights, a.samples)}
+    weights = {"learned": a.weights, "volumetric": a.volumetric_weights}
+    report = {"backbone_ms_per_4_views": backbone_ms(), "volumetric_ms_per_4_views": volumetric_speed(),
+              "real": real_rows(weights), "synthetic": synthetic_rows(a.weights, a.volumetric_weights, a.samples)}
     bb = report["backbone_ms_per_4_views"]
     print(f"\nbackbone (landmark network, 4 crops, ONNX Runtime): {bb:.1f} ms per frame set")
     for name, take in report["real"].items():
@@ -146,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             rp = q["reprojection_px"]
             print(f"{m:10s} {rp['median']:13.1f} {rp['p95']:7.1f} {q['bone_cv']:8.3f} {r} "
                   f"{q['views_used_per_limb_joint']:6.2f} {q['ms']:7.2f} {100 * q['ms'] / bb:9.1f}%")
+    print("\nvolumetric head, one 4-view frame set (batch 1), PyTorch, this CPU:")
+    for name, ms in report["volumetric_ms_per_4_views"].items():
+        print(f"  {name:44s} {ms:8.1f} ms  ({ms / bb:.2f} x the backbone)")
     s = report["synthetic"]
     print(f"\nsynthetic test (CMU subject 007, 4-6 views, 1-2 failed): {s['samples']} samples")
     print(f"{'method':10s} {'mean mm':>8s} {'median mm':>9s} {'p90 mm':>8s} {'ms/sample':>9s}")

@@ -110,7 +110,8 @@ def unsupported_by_tensorrt(path: Path) -> set[str]:
 
     import onnx
 
-    supported = set(json.loads(TRT_OPS_FILE.read_text())["supported"])
+    ops = json.loads(TRT_OPS_FILE.read_text())
+    supported = set(ops["supported"]) | set(ops.get("later_versions", {}))  # later: the version they need is noted
     return {n.op_type for n in onnx.load(str(path)).graph.node} - supported
 
 

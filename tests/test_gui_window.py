@@ -64,6 +64,22 @@ def _pose_index(window: MainWindow) -> int:
 
 @needs_data
 @pytest.mark.slow
+def test_the_volumetric_head_plays_live_on_the_sample(make_window, qtbot):
+    w = make_window()
+    w.load_calibration(DATA / "calibration" / "Calib.qca.txt")
+    w.add_sources(SOURCES)
+    w.panel.choose_method("volumetric")
+    assert w.controller.choice.method == "volumetric"
+    w.panel.start_button.click()
+    qtbot.waitUntil(lambda: w.poses_displayed >= 3, timeout=90_000)
+    assert w.view3d.joints is not None and np.isfinite(w.view3d.joints).all(axis=1).sum() >= 20
+    overlay = w.grid.tiles["cam02"].overlay
+    assert overlay is not None and np.isfinite(overlay.reprojected).all(axis=1).sum() >= 20
+    w.act_play.trigger()
+
+
+@needs_data
+@pytest.mark.slow
 def test_play_pause_seek_record_export_on_the_sample(make_window, qtbot, tmp_path):
     w = make_window()
     c = w.controller

@@ -11,10 +11,11 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     from engines.heads import DEFAULT_METHOD, METHODS
 
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                   help="triangulation: learned (trained per-view confidences), confidence-weighted DLT "
-                   "(algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
+                   help="triangulation: learned (trained per-view confidences), volumetric (trained voxel "
+                   "head), confidence-weighted DLT (algebraic, default), GeoMed/WSS (robust), ransac, or plain DLT")
     p.add_argument("--weights", type=Path, metavar="PATH",
-                   help="with --method learned: another checkpoint (a .safetensors file or a training run folder) "
+                   help="with --method learned or volumetric: another checkpoint of that head (a .safetensors "
+                   "file or a training run folder) "
                    "instead of the shipped weights")
 
 

@@ -1,13 +1,16 @@
 """One person's 3D joints from their 2D in every view, by any method of the one registry
-(`engines.heads.METHODS`: learned, algebraic, robust, ransac, dlt; described there).
+(`engines.heads.METHODS`: learned, volumetric, algebraic, robust, ransac, dlt; described there).
 
 All but "dlt" ignore 2D joints under `min_confidence`; "learned" runs the trained head
-(`engines.heads.algebraic`, the shipped weights or `weights`) on the undistorted 2D. Every method reports which views each
+(`engines.heads.algebraic`, the shipped weights or `weights`) on the undistorted 2D;
+"volumetric" runs `engines.heads.volumetric` on the 2D as detected, through the full camera
+model. Every method reports which views each
 joint used and the reprojection error of the result in every view that saw the joint.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +28,7 @@ class TriangulationConfig:
     "dlt"); ransac_threshold_px: RANSAC inlier threshold; robust_sigma_m, robust_wss_m: the
     robust method's kernel width and rejection threshold in metres (the paper's 10 / 20 mm);
     robust_adaptive: widen both to the 2D noise of each frame (`robust_kernel`), never below
-    those values; weights: the learned head's checkpoint (None: the shipped one)."""
+    those values; weights: the learned or volumetric head's checkpoint (None: the shipped one)."""
 
     method: str = "algebraic"
     min_confidence: float = 0.3
@@ -38,12 +41,16 @@ class TriangulationConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise TriangulumError(f"unknown triangulation method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        # A missing or bad checkpoint fails when the run is configured, before any camera
+        # opens or any 2D is computed (loaded once per process: the loaders cache).
         if self.method == "learned":
             from engines.heads.algebraic import load_head
 
-            # A missing or bad checkpoint fails when the run is configured, before any
-            # camera opens or any 2D is computed (loaded once per process: load_head caches).
             load_head(self.weights)
+        elif self.method == "volumetric":
+            from engines.heads.volumetric import load_volumetric
+
+            load_volumetric(self.weights)
 
 
 @dataclass
@@ -87,6 +94,8 @@ def triangulate_joints(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray,
         return X, (w > 0) & (err < config.ransac_threshold_px)
     if config.method == "learned":
         return triangulate_learned(rig, pts, w, config.weights)
+    if config.method == "volumetric":
+        return triangulate_volumetric(rig, pts, w, config.weights, config.ransac_threshold_px)
     sigma, wss = robust_kernel(rig, pts, w, config)
     X, geo = rig.triangulate(pts, w, method="robust", return_weights=True, sigma=sigma, wss_threshold=wss)
     # GeoMed weights are relative: a view counts as used when it carries a real share.
@@ -150,6 +159,40 @@ def triangulate_learned(rig: Rig, points: np.ndarray, confidence: np.ndarray, we
             X[s:s + n], share[s:s + n] = Xc.numpy(), wc.double().numpy()
     used = (share.transpose(1, 0, 2).reshape(C, *batch, J) > 0.05) & (confidence > 0)
     return X.reshape(*batch, J, 3), used
+
+
+def triangulate_volumetric(rig: Rig, points: np.ndarray, confidence: np.ndarray, weights: str | None = None,
+                           threshold_px: float = 15.0, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The volumetric head on distorted points (C, ..., J, 2) NaN missing, confidence (C, ...,
+    J) (0 where unused) -> (..., J, 3) metres, views used (C, ..., J): a view counts as used
+    where the result reprojects within `threshold_px` or 5 % of the person's size in that
+    view (their 2D box diagonal) of its 2D joint: the head weighs voxels, not views, so "used"
+    says which views agree with it."""
+    from engines.heads.volumetric import load_volumetric, root_estimate
+
+    head = load_volumetric(weights)
+    C, J = len(rig), points.shape[-2]
+    batch = points.shape[1:-2]
+    x = points.reshape(C, -1, J, 2).transpose(1, 0, 2, 3)  # (N, C, J, 2)
+    und = rig.undistort(points).reshape(C, -1, J, 2).transpose(1, 0, 2, 3)
+    conf = confidence.reshape(C, -1, J).transpose(1, 0, 2)
+    st = rig.stacked()
+    X = np.full((len(x), J, 3), np.nan)
+    with torch.no_grad():
+        for s in range(0, len(x), chunk):  # bounded memory on long takes
+            n = len(x[s:s + chunk])
+            c = torch.as_tensor(conf[s:s + chunk])
+            root = root_estimate(st["P"].expand(n, C, 3, 4), torch.as_tensor(und[s:s + chunk]), c)
+            K, dist, R, t = (st[k].expand(n, *st[k].shape) for k in ("K", "dist", "R", "t"))
+            Xc, _, _ = head(K, dist, R, t, torch.as_tensor(x[s:s + chunk]), c, root)
+            X[s:s + n] = Xc.double().numpy()
+    X = X.reshape(*batch, J, 3)
+    err = rig.reprojection_error(X, points)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # views without a joint: NaN boxes
+        size = np.linalg.norm(np.nanmax(points, -2) - np.nanmin(points, -2), axis=-1)  # (C, ...)
+    limit = np.maximum(threshold_px, 0.05 * np.nan_to_num(size))[..., None]
+    return X, (confidence > 0) & (err < limit)
 
 
 def reconstruct(rig: Rig, keypoints: np.ndarray, confidence: np.ndarray,

@@ -1,6 +1,15 @@
-"""Export the learned algebraic head (descriptors, confidence network, weighted DLT) to ONNX.
+"""Export the learned heads to ONNX: the algebraic head (descriptors, confidence network,
+weighted DLT) and the volumetric head (from the heatmaps on: unprojection, aggregation, V2V,
+soft-argmax).
 
     python -m engines.heads.export OUT.onnx [--weights PATH] [--views 4]
+    python -m engines.heads.export OUT.onnx --volumetric [--weights PATH] [--views 4]
+
+Volumetric graph: inputs heatmaps (B, C, 33, H, W), roi (B, C, 3), K, R (B, C, 3, 3), dist
+(B, C, 5), t (B, C, 3), coords (B, N^3, 3), views (B, C) bool, view_conf (B, C); outputs points
+(B, 33, 3) and weights (B, 33, N^3). Rendering the heatmaps and placing the cube (cheap,
+`VolumetricTriangulation.inputs`) stay outside, so the same graph takes the backbone's own
+maps once a head is trained on them.
 
 Inputs P (B, C, 3, 4) undistorted pixel projections, keypoints (B, C, 33, 2) undistorted px
 (NaN missing), confidence (B, C, 33); outputs points (B, 33, 3) and confidences (B, C, 33).
@@ -23,6 +32,7 @@ import torch
 
 from engines.export_onnx import OPSET
 from engines.heads.algebraic import LearnedTriangulation, load_head
+from engines.heads.volumetric import VolumetricTriangulation, load_volumetric
 
 INPUTS = ("P", "keypoints", "confidence")
 OUTPUTS = ("points", "confidences")
@@ -73,13 +83,61 @@ def export_head(path: Path, model: LearnedTriangulation | None = None, views: in
     return path
 
 
+VOLUME_INPUTS = ("heatmaps", "roi", "K", "dist", "R", "t", "coords", "views", "view_conf")
+VOLUME_OUTPUTS = ("points", "weights")
+
+
+class _Volume(torch.nn.Module):
+    def __init__(self, head: VolumetricTriangulation):
+        super().__init__()
+        self.head = head
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head.volume(*inputs)
+
+
+def volume_inputs(head: VolumetricTriangulation, batch: int = 2, views: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The volumetric graph's inputs for `example_inputs`' scene (with a little distortion)."""
+    from engines.heads.volumetric import root_estimate
+
+    P, x, conf = (a.double() for a in example_inputs(batch, views, seed=seed))
+    K = torch.tensor([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]], dtype=torch.float64).expand(batch, views, 3, 3)
+    Rt = torch.linalg.solve(K, P)  # P = K [R | t]
+    R, t = Rt[..., :3], Rt[..., 3]
+    dist = torch.tensor([-0.05, 0.01, 0.0, 0.0, 0.0], dtype=torch.float64).expand(batch, views, 5)
+    i = head.inputs(K, R, x, conf, root_estimate(P, x, conf))
+    return {"heatmaps": i["heatmaps"], "roi": i["roi"], "K": K.float().contiguous(), "dist": dist.float().contiguous(),
+            "R": R.float().contiguous(), "t": t.float().contiguous(), "coords": i["coords"], "views": i["views"],
+            "view_conf": i["view_conf"]}
+
+
+def export_volumetric(path: Path, model: VolumetricTriangulation | None = None, views: int = 4) -> Path:
+    """Write the volumetric head's graph (default: the shipped weights) as a dynamic-batch ONNX
+    file for `views` cameras."""
+    m = _Volume(copy.deepcopy(model or load_volumetric()).float().eval())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    inputs = volume_inputs(m.head, 2, views)
+    axes = {n: {0: "batch"} for n in VOLUME_INPUTS + VOLUME_OUTPUTS}
+    with torch.no_grad():
+        torch.onnx.export(m, tuple(inputs[n] for n in VOLUME_INPUTS), str(tmp), input_names=list(VOLUME_INPUTS),
+                          output_names=list(VOLUME_OUTPUTS), dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engines.heads.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output", type=Path)
     p.add_argument("--weights", type=Path, help="another checkpoint (default: the shipped weights)")
     p.add_argument("--views", type=int, default=4)
+    p.add_argument("--volumetric", action="store_true", help="the volumetric head instead of the algebraic one")
     a = p.parse_args(argv)
+    if a.volumetric:
+        print(export_volumetric(a.output, load_volumetric(str(a.weights) if a.weights else None), a.views))
+        return 0
     model = load_head(str(a.weights) if a.weights else None)
     print(export_head(a.output, model, a.views))
     return 0
