@@ -201,3 +201,20 @@ def test_process_with_the_volumetric_head_writes_the_usual_outputs(tmp_path, cap
     assert any(n.endswith(".mp4") for p in tmp_path.rglob("*") for n in [p.name])  # overlays
     joints = np.load(tmp_path / "poses3d.npz")["person0_joints"]
     assert joints.shape == (8, 33, 3) and np.isfinite(joints).all(-1).mean() > 0.9
+
+
+def test_train_volumetric_command_writes_a_run_that_resumes_and_loads(tmp_path, capsys):
+    from app.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "volumetric", "--mocap", str(MOCAP), "-o", str(run), "--batch", "2"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert {"volumetric.safetensors", "checkpoint.pt", "metrics.csv", "config.toml", "NOTICE.md"} <= {
+        p.name for p in run.iterdir()}
+    assert main([*args, "--steps", "3"]) == 0  # resumes at step 2
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert read_volumetric(run).config == VolumeConfig()
+    if not torch.cuda.is_available():
+        assert main(["train", "volumetric", "--device", "cuda", "-o", str(tmp_path / "x")]) == 2
+        assert "--device cpu" in capsys.readouterr().err
