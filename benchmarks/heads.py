@@ -108,7 +108,7 @@ def volumetric_speed(repeats: int = 5) -> dict:
     """ms of the volumetric head (rendering, cube, unprojection, V2V, soft-argmax) on one
     4-view frame set, PyTorch on this CPU, for the shipped size and the alternatives it was
     chosen among (untrained weights: the time does not depend on them)."""
-    from engines.heads.export import example_inputs
+    from engines.heads.export import example_cameras
     from engines.heads.volumetric import (
         REFERENCE,
         VolumeConfig,
@@ -116,10 +116,7 @@ def volumetric_speed(repeats: int = 5) -> dict:
         root_estimate,
     )
 
-    P, x, conf = (a.double() for a in example_inputs(1, 4, seed=2))
-    K = torch.tensor([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]], dtype=torch.float64).expand(1, 4, 3, 3)
-    Rt = torch.linalg.solve(K, P)
-    R, t, dist = Rt[..., :3], Rt[..., 3], torch.zeros(1, 4, 5, dtype=torch.float64)
+    K, dist, R, t, P, x, conf = example_cameras(1, 4, seed=2, distortion=False)
     root = root_estimate(P, x, conf)
     sizes = {"shipped (2.2 m, 24^3, V2V 16, 2 levels)": VolumeConfig(),
              "coarser (16^3)": VolumeConfig(voxels=16), "finer (32^3)": VolumeConfig(voxels=32),

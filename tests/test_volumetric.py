@@ -59,7 +59,7 @@ def locate(point: torch.Tensor, root: torch.Tensor, yaw: float = 0.0, dist=None)
     maps = render_heatmaps(x, conf[..., :1], roi, 64, 1.5)
     coords = cube_coords(root[None], cube_basis(R, torch.ones(1, 4, dtype=torch.bool)),
                          torch.tensor([yaw], dtype=torch.float64), SIDE, N)
-    vols, _ = unproject(maps, roi, K, d if dist is None else dist, R, t, coords, torch.ones(1, 4, dtype=torch.bool))
+    vols = unproject(maps, roi, K, d if dist is None else dist, R, t, coords, torch.ones(1, 4, dtype=torch.bool))
     cube = aggregate(vols, torch.ones(1, 4, dtype=torch.bool), torch.ones(1, 4, dtype=torch.float64), "mean")
     X, _ = soft_argmax3d(cube * 50, coords)
     return X[0, 0]

@@ -35,7 +35,7 @@ from engines.heads.volumetric import (
     root_estimate,
     save_volumetric,
 )
-from training.confidence import RealTake, _write_metrics, reprojection_loss
+from training.confidence import RealTake, _write_metrics, reprojection_loss, validation_set
 from training.error_model import ErrorModel
 from training.synthetic import MAX_VIEWS, Batch, SyntheticViews
 
@@ -148,12 +148,6 @@ def evaluate(net: VolumetricTriangulation, val: list[Batch], takes: list[CameraT
                 X, _, _ = run_head(net, P, x, conf, K, R, t)
                 out[f"val_{tk.name}_reproj"] = float(reprojection_loss(P, X.cpu().double(), tg))
     return out
-
-
-def validation_set(clips: dict[str, np.ndarray], model: ErrorModel, samples: int, seed: int, rigs=None) -> list[Batch]:
-    gen = SyntheticViews(clips, model, seed=seed + 1000, rigs=rigs)
-    n = max(samples // 3, 1)
-    return [gen.sample(2 * n), gen.sample(n, views=(4, 6), forced_failures=(1, 2))]
 
 
 def train(config: VolumeTrainConfig, train_clips: dict[str, np.ndarray], val_clips: dict[str, np.ndarray],

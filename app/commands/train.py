@@ -235,7 +235,8 @@ def run_volumetric(args: argparse.Namespace) -> int:
     run_dir: Path = args.output
     run_dir.mkdir(parents=True, exist_ok=True)
     config = VolumeTrainConfig.load(args.config) if args.config else VolumeTrainConfig()
-    config.seed = args.seed if not args.config else config.seed
+    if not args.config:  # a reproduced run keeps its seed
+        config.seed = args.seed
     if args.reference:
         config.model = REFERENCE
     if args.steps:
@@ -250,8 +251,7 @@ def run_volumetric(args: argparse.Namespace) -> int:
     takes = []
     for name, rig, und, cf, tg, tr, va in data.takes:
         st = rig.stacked()
-        cams = [np.stack([getattr(c, k) for c in rig.cameras]) for k in ("K", "R", "t")]
-        takes.append(CameraTake(name, st["P"].numpy(), und, cf, tg, tr, va, *cams))
+        takes.append(CameraTake(name, st["P"].numpy(), und, cf, tg, tr, va, *(st[k].numpy() for k in ("K", "R", "t"))))
     config.save(run_dir / "config.toml", {"data": data.record})
     best = train(config, data.train_clips, data.val_clips, data.model, takes, run_dir, rigs=data.rigs,
                  resume=not args.fresh, device=device)

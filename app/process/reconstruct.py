@@ -10,7 +10,6 @@ joint used and the reprojection error of the result in every view that saw the j
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,6 +167,7 @@ def triangulate_volumetric(rig: Rig, points: np.ndarray, confidence: np.ndarray,
     where the result reprojects within `threshold_px` or 5 % of the person's size in that
     view (their 2D box diagonal) of its 2D joint: the head weighs voxels, not views, so "used"
     says which views agree with it."""
+    from engines.heads.algebraic import box_scale
     from engines.heads.volumetric import load_volumetric, root_estimate
 
     head = load_volumetric(weights)
@@ -188,10 +188,9 @@ def triangulate_volumetric(rig: Rig, points: np.ndarray, confidence: np.ndarray,
             X[s:s + n] = Xc.double().numpy()
     X = X.reshape(*batch, J, 3)
     err = rig.reprojection_error(X, points)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # views without a joint: NaN boxes
-        size = np.linalg.norm(np.nanmax(points, -2) - np.nanmin(points, -2), axis=-1)  # (C, ...)
-    limit = np.maximum(threshold_px, 0.05 * np.nan_to_num(size))[..., None]
+    seen = np.isfinite(points).all(-1)
+    size = box_scale(torch.as_tensor(np.nan_to_num(points)), torch.as_tensor(seen)).numpy()  # (C, ...)
+    limit = np.maximum(threshold_px, 0.05 * size)[..., None]
     return X, (confidence > 0) & (err < limit)
 
 

@@ -57,12 +57,17 @@ class HeadConfig:
     embedding: int = 8
 
 
+def box_corners(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Lower and upper corners of each view's 2D box over its valid joints: x (..., J, 2),
+    valid (..., J) -> (..., 2) each (+-1e9 where no joint is valid)."""
+    big = torch.full_like(x, 1e9)
+    return torch.where(valid[..., None], x, big).amin(-2), torch.where(valid[..., None], x, -big).amax(-2)
+
+
 def box_scale(x: Tensor, valid: Tensor) -> Tensor:
     """Diagonal of each view's 2D box over its valid joints, at least 1 (1 with fewer than two
     joints): x (B, C, J, 2), valid (B, C, J) -> (B, C)."""
-    big = torch.full_like(x, 1e9)
-    lo = torch.where(valid[..., None], x, big).amin(-2)
-    hi = torch.where(valid[..., None], x, -big).amax(-2)
+    lo, hi = box_corners(x, valid)
     d = (hi - lo).norm(dim=-1)
     return torch.where(valid.sum(-1) >= 2, d, torch.ones_like(d)).clamp_min(1.0)
 

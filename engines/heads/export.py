@@ -96,15 +96,22 @@ class _Volume(torch.nn.Module):
         return self.head.volume(*inputs)
 
 
+def example_cameras(batch: int = 2, views: int = 4, seed: int = 0, distortion: bool = True) -> tuple[torch.Tensor, ...]:
+    """`example_inputs`' scene with its cameras taken apart (float64): K, dist, R, t, P, x, conf;
+    a little barrel distortion unless `distortion` is False (the 2D stays as projected)."""
+    P, x, conf = (a.double() for a in example_inputs(batch, views, seed=seed))
+    K = torch.tensor([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]], dtype=torch.float64).expand(batch, views, 3, 3)
+    Rt = torch.linalg.solve(K, P)  # P = K [R | t]
+    d = [-0.05, 0.01, 0.0, 0.0, 0.0] if distortion else [0.0] * 5
+    dist = torch.tensor(d, dtype=torch.float64).expand(batch, views, 5)
+    return K, dist, Rt[..., :3], Rt[..., 3], P, x, conf
+
+
 def volume_inputs(head: VolumetricTriangulation, batch: int = 2, views: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     """The volumetric graph's inputs for `example_inputs`' scene (with a little distortion)."""
     from engines.heads.volumetric import root_estimate
 
-    P, x, conf = (a.double() for a in example_inputs(batch, views, seed=seed))
-    K = torch.tensor([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]], dtype=torch.float64).expand(batch, views, 3, 3)
-    Rt = torch.linalg.solve(K, P)  # P = K [R | t]
-    R, t = Rt[..., :3], Rt[..., 3]
-    dist = torch.tensor([-0.05, 0.01, 0.0, 0.0, 0.0], dtype=torch.float64).expand(batch, views, 5)
+    K, dist, R, t, P, x, conf = example_cameras(batch, views, seed)
     i = head.inputs(K, R, x, conf, root_estimate(P, x, conf))
     return {"heatmaps": i["heatmaps"], "roi": i["roi"], "K": K.float().contiguous(), "dist": dist.float().contiguous(),
             "R": R.float().contiguous(), "t": t.float().contiguous(), "coords": i["coords"], "views": i["views"],

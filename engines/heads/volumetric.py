@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from calibration import geometry as geo
 from calibration import triangulation as tri
 from calibration.errors import TriangulumError
+from engines.heads.algebraic import box_corners
 
 WEIGHTS = Path(__file__).with_name("weights") / "volumetric" / "volumetric.safetensors"
 AGGREGATIONS = ("softmax", "mean", "confidence")
@@ -90,9 +91,7 @@ def person_roi(x: Tensor, valid: Tensor, margin: float = 1.25, least: float = 32
     """A square box per view around its valid joints: x (B, V, J, 2) px, valid (B, V, J) ->
     (B, V, 3) centre x, centre y, side (`margin` times the larger box extent, >= `least` px;
     views with no joint get a box of side `least` at 0)."""
-    big = torch.full_like(x, 1e9)
-    lo = torch.where(valid[..., None], x, big).amin(-2)
-    hi = torch.where(valid[..., None], x, -big).amax(-2)
+    lo, hi = box_corners(x, valid)
     any_ = valid.any(-1, keepdim=True)
     centre = torch.where(any_, (lo + hi) / 2, torch.zeros_like(lo))
     side = torch.where(any_[..., 0], (hi - lo).amax(-1) * margin, torch.zeros_like(lo[..., 0])).clamp_min(least)
@@ -149,10 +148,11 @@ def cube_coords(root: Tensor, basis: Tensor, yaw: Tensor, side: float, voxels: i
 
 
 def unproject(maps: Tensor, roi: Tensor, K: Tensor, dist: Tensor, R: Tensor, t: Tensor,
-              coords: Tensor, views: Tensor) -> tuple[Tensor, Tensor]:
+              coords: Tensor, views: Tensor) -> Tensor:
     """Sample each view's maps (B, V, F, H, W) over box roi (B, V, 3) at the projections of the
     voxel centres coords (B, N, 3) through the full camera model K, R (B, V, 3, 3), dist (B, V,
-    5), t (B, V, 3); views (B, V) bool -> volumes (B, V, F, N) and where they are defined (B, V, N)."""
+    5), t (B, V, 3); views (B, V) bool -> volumes (B, V, F, N), 0 where a view does not see a
+    voxel (behind it, far outside its field, or a view without joints)."""
     B, V, F, H, W = maps.shape
     Xc = geo.to_camera(coords[:, None], R, t)  # (B, V, N, 3)
     z = Xc[..., 2]
@@ -168,7 +168,7 @@ def unproject(maps: Tensor, roi: Tensor, K: Tensor, dist: Tensor, R: Tensor, t: 
     grid = torch.where(inside[..., None], grid, torch.full_like(grid, -2.0))  # outside: zeros padding
     sampled = nn.functional.grid_sample(maps.reshape(B * V, F, H, W), grid.reshape(B * V, -1, 1, 2).to(maps.dtype),
                                         mode="bilinear", padding_mode="zeros", align_corners=False)
-    return sampled.reshape(B, V, F, -1), inside  # outside voxels sampled the zero padding
+    return sampled.reshape(B, V, F, -1)  # outside voxels sampled the zero padding
 
 
 def aggregate(volumes: Tensor, views: Tensor, view_conf: Tensor, how: str) -> Tensor:
@@ -301,7 +301,7 @@ class VolumetricTriangulation(nn.Module):
         views = views > 0.5
         n = self.config.voxels
         maps = self.reduce(heatmaps.reshape(B * V, J, H, W)).reshape(B, V, -1, H, W)
-        vols, _ = unproject(maps, roi, K, dist, R, t, coords, views)
+        vols = unproject(maps, roi, K, dist, R, t, coords, views)
         cube = aggregate(vols, views, view_conf, self.config.aggregation).reshape(B, -1, n, n, n)
         logits = (self.v2v(cube) + self.gain * cube[:, :J]).reshape(B, J, -1)
         return soft_argmax3d(logits, coords.to(logits.dtype))
