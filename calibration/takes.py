@@ -339,6 +339,13 @@ def probe_video(camera: str, path: Path) -> VideoInfo:
     return VideoInfo(camera, path, (w, h), frames, fps)
 
 
+def video_track(camera: str, path: Path) -> Track:
+    """A plain video as a Track (frame i at i / fps), so TrackReader reads it by frame number."""
+    info = probe_video(camera, Path(path))
+    return Track(camera, info.path, *info.size, info.fps, np.arange(info.frames) / max(info.fps, 1e-9),
+                 np.arange(info.frames), None, None, True)
+
+
 def _video_fps(videos: list[VideoInfo], warnings: list[str]) -> list[float]:
     unknown = [v.camera for v in videos if not v.fps > 0]
     known = [v.fps for v in videos if v.fps > 0]

@@ -33,7 +33,7 @@ from calibration.errors import TriangulumError
 def register(subparsers: argparse._SubParsersAction) -> None:
     from calibration.units import CHOICES as UNIT_CHOICES
 
-    p = subparsers.add_parser("train", help="train a learned head (confidence)",
+    p = subparsers.add_parser("train", help="train a learned head or the backbone",
                               description="Train a learned head of the product into a run folder.")
     sub = p.add_subparsers(dest="what", metavar="HEAD", required=True)
     c = sub.add_parser("confidence", help="the learned algebraic head (per-view confidences through the DLT)",
@@ -53,6 +53,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the paper's head size (2.5 m cube, 64^3 voxels, 4-level V2V): for a GPU")
     v.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     v.set_defaults(func=run_volumetric)
+    from training.supervised import __doc__ as supervised_doc
+    from training.supervised import add_arguments
+
+    s = sub.add_parser("supervised", help="the backbone or a head on a dataset with 3D ground truth "
+                                          "(Human3.6M, CMU Panoptic, our takes); also `python -m training`",
+                       description=supervised_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(s)
+    s.set_defaults(func=run_supervised)
+    from app import example_datasets
+
+    e = sub.add_parser("example-data", help="a small Human3.6M- or Panoptic-layout dataset made from the built-in "
+                                            "sample, to try `train supervised` on",
+                       description=example_datasets.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    example_datasets.add_arguments(e)
+    e.set_defaults(func=example_datasets.run)
 
 
 VOLUMETRIC_DOC = """`triangulum train volumetric`: train the volumetric head into a run folder.
@@ -224,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {run_dir / 'confidence.safetensors'} (best at step {best.get('step')}: "
           f"validation MPJPE {best['val_mpjpe_mm']:.1f} mm, with failed views {best.get('val_failed_mpjpe_mm', float('nan')):.1f} mm)")
     return 0
+
+
+def run_supervised(args: argparse.Namespace) -> int:
+    from training.supervised import run_cli
+
+    return run_cli(args, sys.argv)
 
 
 def run_volumetric(args: argparse.Namespace) -> int:
