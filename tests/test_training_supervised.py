@@ -191,10 +191,12 @@ def test_torchrun_with_two_processes_follows_the_single_process_curve(target, da
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint(data, tmp_path):
+def test_a_killed_run_resumes_from_its_checkpoint_and_workers_change_nothing(data, tmp_path):
     config = _config("backbone", data, steps=10, val_every=2)
     cmd = [sys.executable, "-m", "training", *_cli(config)]
-    straight = subprocess.run([*cmd, "-o", str(tmp_path / "straight")], env=_env(), capture_output=True, timeout=300)
+    # The uninterrupted run reads its images in 2 DataLoader workers: the same batches.
+    straight = subprocess.run([*cmd, "--workers", "2", "-o", str(tmp_path / "straight")], env=_env(),
+                              capture_output=True, timeout=300)
     assert straight.returncode == 0
     run = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "-o", str(run)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -89,7 +89,8 @@ class SupervisedConfig:
     spaced); every: keep every Nth frame set of the datasets; init: shipped or scratch (heads);
     weights: start from this file instead of the shipped one; scope: the backbone's trained
     layers (all, or heads: the encoder frozen); amp: mixed precision on CUDA; device: auto,
-    cpu or cuda."""
+    cpu or cuda; workers: DataLoader processes that read and augment the backbone's images ahead
+    of the step (0: in the training process)."""
 
     target: str = "backbone"
     dataset: str = ""
@@ -107,6 +108,7 @@ class SupervisedConfig:
     scope: str = "all"
     amp: bool = True
     device: str = "auto"
+    workers: int = 0
 
     def check(self) -> None:
         if self.target not in TARGETS:
@@ -306,6 +308,28 @@ def _backbone_batch(ds, positions: np.ndarray, step: int, seed: int) -> tuple[np
     return np.concatenate(crops), np.concatenate(labels), np.concatenate(weights)
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step`: this rank's slice of that step's global batch for the backbone (crops,
+    labels, weights), so a DataLoader with workers reads and augments images ahead of the
+    step while keeping the batches exactly those of a run without workers."""
+
+    def __init__(self, ds, size: int, batch: int, seed: int, place: ddp.Place):
+        self.ds, self.size, self.batch, self.seed, self.place = ds, size, batch, seed, place
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, ...]:
+        positions = ddp.batch_positions(step, self.size, self.batch, self.seed)
+        mine = ddp.shard(positions, self.place)
+        slots = np.arange(len(positions))[mine]
+        return _backbone_batch(self.ds, zip(slots, positions[mine], strict=True), step, self.seed)
+
+
+def _as_is(batch):
+    return batch
+
+
 def train(config: SupervisedConfig, run: Path, progress: bool = True, argv: list[str] | None = None) -> dict:
     """Run `config` into `run` (module docstring); returns the best validation row."""
     config.check()
@@ -391,6 +415,11 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     log = RunLog(run, history) if place.main else None
+    batches = None
+    if not heads:
+        batches = iter(torch.utils.data.DataLoader(
+            StepBatches(train_ds, n_train, config.batch, config.seed, place), batch_size=None,
+            sampler=range(step, config.steps), num_workers=config.workers, collate_fn=_as_is))
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.target}", disable=not show, unit="step")
     t0, running = time.perf_counter(), []
 
@@ -439,7 +468,7 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
             else:
                 from training.adapt import _tensor, label_loss
 
-                crops, labels, weights = _backbone_batch(train_ds, zip(slots, positions[mine], strict=True), step, config.seed)
+                crops, labels, weights = next(batches)
                 o = net(_tensor(crops, device))
                 lab = torch.as_tensor(labels, dtype=torch.float32, device=device)
                 loss = label_loss(o, lab, torch.as_tensor(weights, dtype=torch.float32, device=device))
@@ -500,7 +529,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ("batch", f"frame sets per step over all processes (default {d.batch})"),
                         ("val-every", f"steps between validations and checkpoints (default {d.val_every})"),
                         ("val-limit", f"validation frame sets at most (default {d.val_limit})"),
-                        ("every", "keep every Nth frame set (default 1)"), ("seed", "random seed (default 0)")):
+                        ("every", "keep every Nth frame set (default 1)"), ("seed", "random seed (default 0)"),
+                        ("workers", "backbone: processes reading and augmenting images ahead (default 0)")):
         p.add_argument(f"--{name}", type=int, help=help_)
     p.add_argument("--lr", type=float, help="Adam's rate (default: the reference's: backbone 1e-4, confidence 1e-5, "
                                             "volumetric 1e-3)")
