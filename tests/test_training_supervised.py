@@ -128,9 +128,10 @@ def _rows(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["h36m", "panoptic"])
 @pytest.mark.parametrize("target", ["backbone", "confidence", "volumetric"])
-def test_each_target_lowers_the_validation_error_and_its_weights_load(target, data, tmp_path):
-    best = train(_config(target, data), tmp_path / "run", progress=False)
+def test_each_target_lowers_the_validation_error_and_its_weights_load(target, kind, data, tmp_path):
+    best = train(_config(target, data, dataset=f"{kind}:{data[kind]}"), tmp_path / "run", progress=False)
     rows = _rows(tmp_path / "run")
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert best["mpjpe_mm"] < rows[0]["mpjpe_mm"]  # the step-0 row is where training started
