@@ -336,6 +336,10 @@ def train(config: SupervisedConfig, run: Path, progress: bool = True, argv: list
     device = pick_device(config.device)
     place = ddp.setup(device)
     device = pick_device(config.device, place)
+    if config.batch % place.world:
+        ddp.teardown()
+        raise TriangulumError(f"--batch {config.batch} does not split over {place.world} processes; give a multiple "
+                              f"of {place.world}.")
     if place.world > 1 and device.type == "cpu":
         torch.set_num_threads(1)  # one core per process
     run = Path(run)
