@@ -101,6 +101,34 @@ def test_from_person_command(tmp_path):
 
 
 @needs_pose2sim
+@pytest.mark.slow
+def test_from_person_on_the_videos_tracks_everyone_and_calibrates_from_the_same_person(tmp_path, capsys, monkeypatch):
+    """`--source`: every person BlazePose tracks in every view is a candidate; the one who is
+    geometrically the same across views is calibrated from (calibration.same_person)."""
+    import calibration.same_person as sp
+
+    seen = {}
+    original = sp.same_person
+
+    def spy(candidates, intrinsics, **kw):
+        seen["candidates"] = candidates
+        seen["chosen"] = original(candidates, intrinsics, **kw)
+        return seen["chosen"]
+
+    monkeypatch.setattr(sp, "same_person", spy)
+    videos = QCA.parents[1] / "videos"
+    out = tmp_path / "rig.toml"
+    sources = [a for n in ("cam01", "cam02", "cam03", "cam04") for a in ("--source", f"video:{videos / n}.mp4")]
+    assert main(["calib", "from-person", "--intrinsics", str(QCA), *sources, "--height", "1.70", "-o", str(out)]) == 0
+    assert all(len(c.ids) >= 1 for c in seen["candidates"]) and seen["chosen"].consistent
+    # Real BlazePose 2D (noise, cam02's left/right swaps): a quarter to a half of the joints are
+    # inliers of one essential matrix per pair; test_calib_from_person pins the choice itself.
+    assert np.nanmin(seen["chosen"].agreement) > 0.15
+    cmp = compare_rigs(load_rig(out), convert(QCA))
+    assert cmp.max_angle_error() < 5.0 and cmp.max_centre_error() < 0.10, cmp.summary()
+
+
+@needs_pose2sim
 def test_person_keypoints_from_videos_match_the_cached_file():
     from app.commands.calib_solve import detect_person_2d
     from calibration.frames import FrameSource

@@ -111,3 +111,61 @@ def test_a_view_that_follows_another_person_is_refused_not_written_as_good(quali
     good, good_conf = _synthetic(qualisys, walk=False)
     res = calibrate_from_person(good, good_conf, qualisys, opts)
     assert compare_rigs(res.rig, qualisys).max_angle_error() < 0.5
+
+
+def _candidates(x: np.ndarray, conf: np.ndarray, others: list[np.ndarray], order: list[int]):
+    """Per view: the performer (x[c]) and each other person's 2D, in `order[c]` (0: performer first)."""
+    from calibration.same_person import Candidates
+
+    views = []
+    for c in range(len(x)):
+        people = [(x[c], conf[c])] + [(o[c], np.full(conf[c].shape, 0.9)) for o in others]
+        if order[c]:
+            people = people[::-1]
+        views.append(Candidates(np.stack([p[0] for p in people]), np.stack([p[1] for p in people]),
+                                np.arange(len(people)) + 10 * c))
+    return views
+
+
+@pytest.mark.parametrize("bystander", ["standing", "moving"])
+def test_the_same_person_is_found_among_everyone_tracked_so_a_bystander_does_not_break_it(qualisys, bystander):
+    """Every view tracks both people (cam03 lists the bystander first, as a one-person tracker
+    would follow him); the candidate search picks the performer everywhere and the rig is right."""
+    from calibration.same_person import same_person
+
+    x, conf = _synthetic(qualisys, walk=True)
+    W = trc_world()
+    other_3d = (np.repeat(W[:1], len(W), 0) if bystander == "standing" else W[::-1]) + np.array([-1.65, -1.38, 0.0])
+    other = qualisys.project(other_3d) + np.random.default_rng(2).normal(size=x.shape) * 2.0
+    views = _candidates(x, conf, [other], order=[0, 1, 1, 0])
+    chosen = same_person(views, qualisys)
+    assert chosen.consistent and chosen.tracks == [[0], [11], [21], [30]]  # the performer in every view
+    assert np.nanmin(chosen.agreement) > 0.7
+    opts = PersonOptions(height=1.75, top=TRC_HEAD, feet=TRC_FEET, trunk=TRC_TRUNK, top_ratio=0.99, max_frames=50)
+    res = calibrate_from_person(chosen.keypoints, chosen.confidence, qualisys, opts)
+    cmp = compare_rigs(res.rig, qualisys)
+    assert cmp.max_angle_error() < 0.5 and cmp.max_centre_error() < 0.02, cmp.summary()
+    # The other views see only the performer and cam03 only the bystander: no choice agrees;
+    # that is said, and calibration refuses.
+    views = _candidates(x, conf, [], order=[0, 0, 0, 0])
+    views[2] = _candidates(other, conf, [], order=[0, 0, 0, 0])[2]
+    chosen = same_person(views, qualisys)
+    assert not chosen.consistent and any("no choice of people agrees" in n for n in chosen.notes)
+    with pytest.raises(TriangulumError, match=r"cam03.*another person"):
+        calibrate_from_person(chosen.keypoints, chosen.confidence, qualisys, opts)
+
+
+def test_a_track_broken_by_an_occlusion_is_joined_again(qualisys):
+    from calibration.same_person import same_person
+
+    x, conf = _synthetic(qualisys, walk=True)
+    views = _candidates(x, conf, [], order=[0, 0, 0, 0])
+    # cam02's tracker lost the performer at frame 50 and gave him a new ID.
+    from calibration.same_person import Candidates
+
+    first, second = x[1].copy(), x[1].copy()
+    first[50:], second[:50] = np.nan, np.nan
+    views[1] = Candidates(np.stack([first, second]), np.stack([conf[1], conf[1]]), np.array([5, 6]))
+    chosen = same_person(views, qualisys)
+    assert chosen.tracks[1] == [5, 6]
+    assert np.allclose(chosen.keypoints[1], x[1], equal_nan=True)
