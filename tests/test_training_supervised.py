@@ -23,10 +23,11 @@ from app.export.trc import read_trc
 from calibration.errors import TriangulumError
 from tests.shared_data import TEST_DATA
 from training import distributed as ddp
+from training.cli import main
 from training.datasets import OURS, open_dataset
 from training.datasets import h36m as h36m_format
 from training.datasets import panoptic as panoptic_format
-from training.supervised import SupervisedConfig, main, train
+from training.supervised import SupervisedConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 6  # frames 0, 6, ..., 96 of the sample: 12 train, 3 (H36M) or 5 (Panoptic) validation sets

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training import distributed as ddp
 from training.datasets import OURS, array_roi
 
 MIN_CONFIDENCE = 0.3  # as the product's triangulation (app.process): weaker 2D is not used
@@ -154,3 +155,46 @@ def synthetic_observed(directory: Path, subjects: tuple[str, ...], samples: int,
     b = SyntheticViews(load_clips(Path(directory), subjects), model, seed=seed).sample(samples)
     return Observed(x=b.x, und=b.x, conf=b.conf, K=b.K, dist=np.zeros((*b.K.shape[:2], 5)), R=b.R, t=b.t,
                     truth=b.truth)
+
+
+def evenly(n: int, limit: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int)) if n else np.zeros(0, int)
+
+
+def backbone_batch(ds, positions: np.ndarray, step: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Crops (n, 256, 256, 3), labels (n, 33, 2) and weights (n, 33) of the frame sets at
+    `positions`, augmented with a generator per (seed, step, position in the global batch)."""
+    from training.adapt import augment
+
+    crops, labels, weights = [], [], []
+    for slot, i in positions:
+        s = ds[int(i)]
+        lab, w = crop_labels(s)
+        ok = np.flatnonzero(s["view_ok"])
+        im, lab = augment(s["crops"][ok], np.nan_to_num(lab[ok]), np.random.default_rng([seed, step, int(slot)]))
+        crops.append(im)
+        labels.append(lab)
+        weights.append(w[ok])
+    return np.concatenate(crops), np.concatenate(labels), np.concatenate(weights)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step`: this rank's slice of that step's global batch for the backbone (crops,
+    labels, weights), so a DataLoader with workers reads and augments images ahead of the
+    step while keeping the batches exactly those of a run without workers."""
+
+    def __init__(self, ds, size: int, batch: int, seed: int, place: ddp.Place):
+        self.ds, self.size, self.batch, self.seed, self.place = ds, size, batch, seed, place
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, ...]:
+        positions = ddp.batch_positions(step, self.size, self.batch, self.seed)
+        mine = ddp.shard(positions, self.place)
+        slots = np.arange(len(positions))[mine]
+        return backbone_batch(self.ds, zip(slots, positions[mine], strict=True), step, self.seed)
+
+
+def keep_batch(batch):
+    return batch

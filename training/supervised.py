@@ -41,13 +41,9 @@ processes reproduce one.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
-import os
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,15 +57,18 @@ from training import distributed as ddp
 from training.datasets import OURS, open_dataset
 from training.observed import (
     Observed,
+    StepBatches,
     cached_observed,
-    crop_labels,
     dlt,
+    evenly,
+    keep_batch,
     observe,
     observe_sample,
     projection,
     synthetic_observed,
     undistort,
 )
+from training.runlog import RunLog, atomic_save
 
 TARGETS = ("backbone", "confidence", "volumetric")
 REFERENCE_LR = {"backbone": 1e-4, "confidence": 1e-5, "volumetric": 1e-3}
@@ -90,7 +89,8 @@ class SupervisedConfig:
     weights: start from this file instead of the shipped one; scope: the backbone's trained
     layers (all, or heads: the encoder frozen); amp: mixed precision on CUDA; device: auto,
     cpu or cuda; workers: DataLoader processes that read and augment the backbone's images ahead
-    of the step (0: in the training process)."""
+    of the step (0: in the training process); backbone: heads: the landmark network whose 2D
+    they train on (a file or a MODEL_DIR, as --backbone elsewhere; default the shipped one)."""
 
     target: str = "backbone"
     dataset: str = ""
@@ -109,6 +109,7 @@ class SupervisedConfig:
     amp: bool = True
     device: str = "auto"
     workers: int = 0
+    backbone: str = ""
 
     def check(self) -> None:
         if self.target not in TARGETS:
@@ -204,37 +205,6 @@ def head_forward(target: str, model: torch.nn.Module, b: dict[str, torch.Tensor]
 
 # --- the run ---------------------------------------------------------------------------
 
-class RunLog:
-    """metrics.csv always; TensorBoard event files when the package is installed."""
-
-    def __init__(self, run: Path, history: list[dict]):
-        self.path = run / "metrics.csv"
-        self.history = history
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run / "tb"))
-        except ImportError:  # tensorboard not installed: the CSV is the record
-            self.tb = None
-
-    def add(self, row: dict) -> None:
-        self.history.append(row)
-        keys = list(dict.fromkeys(k for h in self.history for k in h))
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, keys)
-            w.writeheader()
-            w.writerows(self.history)
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, float | int):
-                    self.tb.add_scalar(k if k in ("loss", "lr", "seconds") else f"val/{k}", v, row["step"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def build_model(config: SupervisedConfig) -> torch.nn.Module:
     if config.target == "backbone":
         from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
@@ -281,55 +251,6 @@ def save_weights(config: SupervisedConfig, model: torch.nn.Module, run: Path, st
         save_volumetric(model, run / WEIGHT_FILES["volumetric"], meta)
 
 
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
-
-
-def evenly(n: int, limit: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int)) if n else np.zeros(0, int)
-
-
-def _backbone_batch(ds, positions: np.ndarray, step: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Crops (n, 256, 256, 3), labels (n, 33, 2) and weights (n, 33) of the frame sets at
-    `positions`, augmented with a generator per (seed, step, position in the global batch)."""
-    from training.adapt import augment
-
-    crops, labels, weights = [], [], []
-    for slot, i in positions:
-        s = ds[int(i)]
-        lab, w = crop_labels(s)
-        ok = np.flatnonzero(s["view_ok"])
-        im, lab = augment(s["crops"][ok], np.nan_to_num(lab[ok]), np.random.default_rng([seed, step, int(slot)]))
-        crops.append(im)
-        labels.append(lab)
-        weights.append(w[ok])
-    return np.concatenate(crops), np.concatenate(labels), np.concatenate(weights)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Item `step`: this rank's slice of that step's global batch for the backbone (crops,
-    labels, weights), so a DataLoader with workers reads and augments images ahead of the
-    step while keeping the batches exactly those of a run without workers."""
-
-    def __init__(self, ds, size: int, batch: int, seed: int, place: ddp.Place):
-        self.ds, self.size, self.batch, self.seed, self.place = ds, size, batch, seed, place
-
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, step: int) -> tuple[np.ndarray, ...]:
-        positions = ddp.batch_positions(step, self.size, self.batch, self.seed)
-        mine = ddp.shard(positions, self.place)
-        slots = np.arange(len(positions))[mine]
-        return _backbone_batch(self.ds, zip(slots, positions[mine], strict=True), step, self.seed)
-
-
-def _as_is(batch):
-    return batch
-
-
 def train(config: SupervisedConfig, run: Path, progress: bool = True, argv: list[str] | None = None) -> dict:
     """Run `config` into `run` (module docstring); returns the best validation row."""
     config.check()
@@ -374,9 +295,11 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
     heads = config.target != "backbone"
     val_idx = evenly(len(val_ds), config.val_limit)
     if heads:
-        from engines.blazepose.weights import load_landmark
+        from engines.blazepose.backbone import resolve_backbone
+        from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
 
-        bb = load_landmark().float().to(device).eval()
+        chosen = resolve_backbone(config.backbone or None)
+        bb = load_landmark(chosen.weights if chosen else LANDMARK_WEIGHTS).float().to(device).eval()
         mocap = config.dataset.partition(":")[2] if config.dataset.startswith("mocap:") else None
         if place.main and mocap:  # training subjects train, the validation subject validates
             from training.mocap import TRAIN_SUBJECTS, VAL_SUBJECTS
@@ -423,7 +346,7 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
     if not heads:
         batches = iter(torch.utils.data.DataLoader(
             StepBatches(train_ds, n_train, config.batch, config.seed, place), batch_size=None,
-            sampler=range(step, config.steps), num_workers=config.workers, collate_fn=_as_is))
+            sampler=range(step, config.steps), num_workers=config.workers, collate_fn=keep_batch))
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.target}", disable=not show, unit="step")
     t0, running = time.perf_counter(), []
 
@@ -516,63 +439,3 @@ def validate_backbone(model: torch.nn.Module, ds, indices: np.ndarray, device: t
         preds.append(dlt(projection(s["K"], s["R"], s["t"])[None], und[None], c[None])[0])
         truths.append(s["joints"])
     return np.stack(preds), np.stack(truths)
-
-
-# --- command line ------------------------------------------------------------------------
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `python -m training` and `triangulum train supervised` (one parser)."""
-    d = SupervisedConfig()
-    p.add_argument("target", nargs="?", choices=TARGETS, help="what to train")
-    p.add_argument("--dataset", help="KIND:PATH: h36m:DIR (Learnable Triangulation's layout), panoptic:DIR, "
-                                     "session:DIR, mocap:DIR (heads only)")
-    p.add_argument("--val-dataset", help="validate on this KIND:PATH (default: the dataset's own split)")
-    p.add_argument("-o", "--out", type=Path, help="run folder (running again resumes it)")
-    p.add_argument("--config", type=Path, metavar="TOML", help="a run's config.toml: repeat that run (options given here win)")
-    for name, help_ in (("steps", f"optimiser steps (default {d.steps})"),
-                        ("batch", f"frame sets per step over all processes (default {d.batch})"),
-                        ("val-every", f"steps between validations and checkpoints (default {d.val_every})"),
-                        ("val-limit", f"validation frame sets at most (default {d.val_limit})"),
-                        ("every", "keep every Nth frame set (default 1)"), ("seed", "random seed (default 0)"),
-                        ("workers", "backbone: processes reading and augmenting images ahead (default 0)")):
-        p.add_argument(f"--{name}", type=int, help=help_)
-    p.add_argument("--lr", type=float, help="Adam's rate (default: the reference's: backbone 1e-4, confidence 1e-5, "
-                                            "volumetric 1e-3)")
-    p.add_argument("--clip", type=float, help="gradient-norm clip (default 1.0)")
-    p.add_argument("--init", choices=("shipped", "scratch"), help="heads: start from the shipped weights or random ones")
-    p.add_argument("--weights", help="start from this weights file instead of the shipped one")
-    p.add_argument("--scope", choices=("all", "heads"), help="backbone: train every layer or only after the encoder")
-    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
-    p.add_argument("--device", help="auto (CUDA when there is one), cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def config_from(args: argparse.Namespace) -> SupervisedConfig:
-    base = {}
-    if args.config:
-        if not args.config.is_file():
-            raise TriangulumError(f"{args.config}: no such config file; give a run's config.toml.")
-        base = tomllib.loads(args.config.read_text()).get("supervised", {})
-    known = {f.name for f in dataclasses.fields(SupervisedConfig)}
-    given = {k: v for k, v in vars(args).items() if k in known and v is not None}
-    return SupervisedConfig(**{**{k: v for k, v in base.items() if k in known}, **given})
-
-
-def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    if args.out is None:
-        raise TriangulumError("give the run folder: -o RUN.")
-    best = train(config_from(args), args.out, progress=not args.quiet, argv=argv)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best validation: step {best.get('step')}, MPJPE {best['mpjpe_mm']:.1f} mm; {args.out}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_cli(args, ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])
-    except TriangulumError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the paper's head size (2.5 m cube, 64^3 voxels, 4-level V2V): for a GPU")
     v.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     v.set_defaults(func=run_volumetric)
+    from training.cli import add_arguments
     from training.supervised import __doc__ as supervised_doc
-    from training.supervised import add_arguments
 
     s = sub.add_parser("supervised", help="the backbone or a head on a dataset with 3D ground truth "
                                           "(Human3.6M, CMU Panoptic, our takes); also `python -m training`",
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_supervised(args: argparse.Namespace) -> int:
-    from training.supervised import run_cli
+    from training.cli import run_cli
 
     return run_cli(args, sys.argv)
 
