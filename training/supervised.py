@@ -251,6 +251,29 @@ def save_weights(config: SupervisedConfig, model: torch.nn.Module, run: Path, st
         save_volumetric(model, run / WEIGHT_FILES["volumetric"], meta)
 
 
+def observe_shared(path: Path, ds, net: torch.nn.Module, device: torch.device, indices: np.ndarray,
+                   place: ddp.Place, show: bool) -> None:
+    """The backbone's 2D of `indices` cached at `path`: rank r computes indices[r::world] into
+    a part file, rank 0 joins the parts in the original order (a run resumed with another
+    number of processes reuses the joined file)."""
+    if path.is_file():
+        return
+    part = path.with_name(f"{path.stem}.part{place.rank}of{place.world}.npz")
+    cached_observed(part, lambda: observe(ds, net, device, indices[place.rank::place.world], f"2D ({path.stem})",
+                                          show))
+    ddp.barrier(place)
+    if place.main:
+        parts = [cached_observed(path.with_name(f"{path.stem}.part{r}of{place.world}.npz"), lambda: None)
+                 for r in range(place.world)]
+        order = np.argsort(np.concatenate([np.arange(len(indices))[r::place.world] for r in range(place.world)]),
+                           kind="stable")
+        joined = Observed(**{k: np.concatenate([getattr(o, k) for o in parts])[order]
+                             for k in dataclasses.asdict(parts[0])})
+        cached_observed(path, lambda: joined)
+        for r in range(place.world):
+            path.with_name(f"{path.stem}.part{r}of{place.world}.npz").unlink()
+
+
 def train(config: SupervisedConfig, run: Path, progress: bool = True, argv: list[str] | None = None) -> dict:
     """Run `config` into `run` (module docstring); returns the best validation row."""
     config.check()
@@ -308,10 +331,9 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
                             lambda: synthetic_observed(mocap, TRAIN_SUBJECTS, MOCAP_SAMPLES, config.seed))
             cached_observed(run / "observed_val.npz", lambda: synthetic_observed(
                 mocap, VAL_SUBJECTS, min(config.val_limit, MOCAP_SAMPLES), config.seed + 1000))
-        elif place.main:  # rank 0 computes the 2D once; the others read its cache
-            cached_observed(run / "observed_train.npz",
-                            lambda: observe(train_ds, bb, device, np.arange(len(train_ds)), "2D (train)", show))
-            cached_observed(run / "observed_val.npz", lambda: observe(val_ds, bb, device, val_idx, "2D (val)", show))
+        elif not mocap:  # every process computes its share of the 2D once; rank 0 joins them
+            for split, ds, idx in (("train", train_ds, np.arange(len(train_ds))), ("val", val_ds, val_idx)):
+                observe_shared(run / f"observed_{split}.npz", ds, bb, device, idx, place, show)
         ddp.barrier(place)
         obs_train = cached_observed(run / "observed_train.npz", lambda: None)
         obs_val = cached_observed(run / "observed_val.npz", lambda: None)
