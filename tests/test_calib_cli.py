@@ -105,7 +105,7 @@ def test_from_person_command(tmp_path):
 def test_from_person_on_the_videos_tracks_everyone_and_calibrates_from_the_same_person(tmp_path, capsys, monkeypatch):
     """`--source`: every person BlazePose tracks in every view is a candidate; the one who is
     geometrically the same across views is calibrated from (calibration.same_person)."""
-    import calibration.same_person as sp
+    import app.person_calibration as sp
 
     seen = {}
     original = sp.same_person

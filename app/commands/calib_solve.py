@@ -302,44 +302,6 @@ def detect_person_2d(sources: list[FrameSource], progress=None, max_frames: int 
             "cameras": np.array([s.name for s in sources])}
 
 
-def detect_people_2d(sources: list[FrameSource], progress=None, max_frames: int | None = None,
-                     min_frames: int = 10) -> list:
-    """Everyone BlazePose tracks in each of the synchronised videos (frame i of each = one
-    instant), for the candidate search (calibration.same_person): per source a Candidates
-    with keypoints (K, F, 33, 2) px (NaN where that track is absent), confidence (K, F, 33)
-    heatmap peaks and the tracker's IDs; tracks seen in fewer than `min_frames` frames are left out."""
-    from calibration.same_person import Candidates
-    from engines.blazepose.pipeline import BODY_JOINTS, BlazePoseEstimator
-    from engines.tracker import PeopleTracker
-
-    tracker = PeopleTracker(BlazePoseEstimator("onnxruntime"))
-    iters = [iter_frames(s) for s in sources]
-    seen: list[dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]] = [{} for _ in sources]
-    f = 0
-    while max_frames is None or f < max_frames:
-        frames = [next(it, None) for it in iters]
-        if any(fr is None for fr in frames):
-            break
-        for v, people in enumerate(tracker([im for _, im in frames])):
-            for k, tid in enumerate(people.track_ids):
-                seen[v].setdefault(int(tid), {})[f] = (people.keypoints[k], people.confidence[k])
-        f += 1
-        if progress is not None:
-            progress("BlazePose (everyone)", f, 0)
-    if not f:
-        raise TriangulumError("the videos yield no frames; check the --source paths.")
-    out = []
-    for tracks in seen:
-        ids = sorted(t for t, fr in tracks.items() if len(fr) >= min_frames)
-        kp = np.full((len(ids), f, BODY_JOINTS, 2), np.nan)
-        cf = np.zeros((len(ids), f, BODY_JOINTS))
-        for i, t in enumerate(ids):
-            for fr, (k, c) in tracks[t].items():
-                kp[i, fr], cf[i, fr] = k, c
-        out.append(Candidates(kp, cf, np.array(ids, np.int64)))
-    return out
-
-
 def load_keypoints(path: Path) -> dict[str, np.ndarray]:
     """A keypoints npz (keypoints, confidence, cameras) as written by detect_person_2d."""
     try:
@@ -355,7 +317,8 @@ def load_keypoints(path: Path) -> dict[str, np.ndarray]:
 
 
 def run_from_person(args: argparse.Namespace) -> int:
-    from engines.skeleton import get_skeleton, indices
+    from app.person_calibration import choose_person, person_options, person_report
+    from engines.skeleton import get_skeleton
 
     progress = ConsoleProgress()
     timings: dict[str, float] = {}
@@ -365,42 +328,30 @@ def run_from_person(args: argparse.Namespace) -> int:
         data = load_keypoints(args.keypoints)
         names = [str(n) for n in data.get("cameras", [])]
         intr = _match_intrinsics(intr, names) if names else intr
+        skeleton = args.skeleton
     else:
-        from calibration.same_person import same_person
-
         sources = _sources(args.source)
-        names = [s.name for s in sources]
-        intr = _match_intrinsics(intr, names)
-        candidates = detect_people_2d(sources, progress, args.max_frames)
-        progress.done()
+        intr = _match_intrinsics(intr, [s.name for s in sources])
         # Everyone tracked in every view; the person who is the same across views is the one
         # calibrated from (a bystander followed in one view no longer spoils the rig).
-        chosen = same_person(candidates, intr, min_confidence=args.min_confidence)
+        chosen = choose_person(sources, intr, args.min_confidence, progress, args.max_frames)
+        progress.done()
         for note in chosen.notes:
             print(f"note: {note}")
         data = {"keypoints": chosen.keypoints, "confidence": chosen.confidence}
+        skeleton = "blazepose33"
         timings["keypoints"] = time.perf_counter() - t
-    skeleton = get_skeleton(args.skeleton)
-    if data["keypoints"].shape[2] != len(skeleton.joints):
+    if data["keypoints"].shape[2] != len(get_skeleton(skeleton).joints):
         raise TriangulumError(f"{args.keypoints}: {data['keypoints'].shape[2]} joints per frame but skeleton {args.skeleton} has "
-                              f"{len(skeleton.joints)}; give --skeleton.")
-    opts = PersonOptions(
-        min_confidence=args.min_confidence, height=args.height,
-        top=tuple(int(i) for i in indices(skeleton, ["left_eye", "right_eye"])),
-        feet=(tuple(int(i) for i in indices(skeleton, ["left_heel", "right_heel"])),
-              tuple(int(i) for i in indices(skeleton, ["left_foot_index", "right_foot_index"]))),
-        trunk=tuple(int(i) for i in indices(skeleton, ["left_hip", "right_hip", "left_shoulder", "right_shoulder"])),
-    )
+                              f"{len(get_skeleton(skeleton).joints)}; give --skeleton.")
+    opts = person_options(args.height, args.min_confidence, skeleton, max_frames=PersonOptions().max_frames)
     t = time.perf_counter()
     result = calibrate_from_person(data["keypoints"], data["confidence"], intr, opts, progress)
     progress.done()
     timings["solve"] = time.perf_counter() - t
     print(result.summary())
     save_rig(result.rig, args.output)
-    tracks, frames, world = result.tracks()
-    errors = {n: result.errors[result.obs.camera == c] for c, n in enumerate(result.rig.names)}
-    report = build_report(result.rig, tracks, frames, errors, result.warnings,
-                          {"timings_s": timings, "scale": result.scale, "stature_unscaled": result.stature_unscaled})
+    report, world = person_report(result, {"timings_s": timings})
     js, png = save_report(report, result.rig, args.output, world)
     print(f"wrote {args.output}, {js}, {png}")
     return 0
