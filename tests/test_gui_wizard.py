@@ -297,3 +297,40 @@ def test_job_drops_a_cancelled_run_and_reports_failures_as_sentences(qtbot):
     qtbot.waitUntil(lambda: bool(failed), timeout=10_000)
     assert failed == ["camera 'cam_9': the file is missing; give its path."] and done == [42]
     assert job.wait(5)
+
+
+@needs_pose2sim
+@pytest.mark.slow
+def test_posing_the_cameras_from_the_person_without_a_board(make_wizard, qtbot, tmp_path):
+    """Cameras page: the studio videos, Qualisys intrinsics, "pose the cameras from the person";
+    the person page runs `calib from-person`'s steps (everyone tracked, the same person chosen);
+    review and save give a rig within the command's tolerance of the Qualisys calibration."""
+    from app.gui.wizard.wizard import PERSON
+    from calibration.alignment import compare_rigs
+
+    w = make_wizard()
+    cams = w.cameras
+    videos = QCA.parents[1] / "videos"
+    cams.add_sources([f"video:{videos / n}.mp4" for n in ("cam01", "cam02", "cam03", "cam04")])
+    cams.pose_from.setCurrentIndex(cams.pose_from.findData("person"))
+    assert cams.isComplete()  # no board needed
+    assert not cams.validatePage() and "intrinsics from a file" in cams.last_error
+    cams.set_intrinsics(QCA)
+    cams.height.setValue(1.70)
+    w.next()
+    assert w.currentId() == PERSON
+    page = w.person
+    qtbot.waitUntil(lambda: page.isComplete() or (bool(page.last_error) and not page.job.running), timeout=120_000)
+    assert page.last_error == "", page.last_error
+    rows = cell_texts(page.per_camera)
+    assert [r[0] for r in rows] == ["cam01", "cam02", "cam03", "cam04"] and all(float(r[1]) < 8 for r in rows)
+    shares = [float(c.rstrip("%")) for r in cell_texts(page.agreement) for c in r[1:] if c.endswith("%")]
+    assert len(shares) == 12 and min(shares) > 15
+    qtbot.waitUntil(lambda: w.button(QtWidgets.QWizard.WizardButton.NextButton).isEnabled(), timeout=5_000)
+    w.next()
+    assert w.currentId() == REVIEW
+    files = _save(qtbot, w.review, tmp_path / "person" / "rig.toml")
+    assert [f.name for f in files] == ["rig.toml", "rig.report.json", "rig.report.png"]
+    cmp = compare_rigs(load_rig(files[0]), convert(QCA))
+    assert cmp.max_angle_error() < 5.0 and cmp.max_centre_error() < 0.10, cmp.summary()
+    assert load_rig(files[0]).metadata["world"].startswith("z-up")

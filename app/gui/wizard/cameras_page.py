@@ -25,7 +25,8 @@ class CamerasPage(WizardPage):
     def __init__(self, state: WizardState, settings: QtCore.QSettings | None = None) -> None:
         super().__init__(state, "Cameras and board",
                          "One source per camera: video files, a folder of photos, a recorded session folder or a webcam. "
-                         "Then the board you filmed, and the cameras' intrinsics if you already have them.")
+                         "Then the board you filmed (or none: the cameras can be posed from the person), and the cameras' intrinsics "
+                         "if you already have them.")
         self.settings = settings
         self.sources: list[FrameSource] = []
         self.board: Board | None = None
@@ -95,13 +96,31 @@ class CamerasPage(WizardPage):
         self.webcam_frames.setRange(10, 100000)
         self.webcam_frames.setValue(300)
         self.webcam_frames.setSuffix(" frames")
-        options = QtWidgets.QGroupBox("Frames")
+        # Posing the cameras: from the board, or from the person walking through (no board;
+        # the intrinsics then come from a file, the scale from the person's height).
+        self.pose_from = QtWidgets.QComboBox()
+        self.pose_from.setObjectName("wizard-pose-from")
+        self.pose_from.addItem("the ChArUco board", "board")
+        self.pose_from.addItem("the person (no board; intrinsics from a file)", "person")
+        self.pose_from.currentIndexChanged.connect(lambda _: self.completeChanged.emit())
+        self.height = QtWidgets.QDoubleSpinBox()
+        self.height.setRange(0.5, 2.5)
+        self.height.setDecimals(2)
+        self.height.setSingleStep(0.01)
+        self.height.setValue(1.70)
+        self.height.setSuffix(" m")
+        options = QtWidgets.QGroupBox("Frames, and what poses the cameras")
         of = QtWidgets.QHBoxLayout(options)
         of.addWidget(QtWidgets.QLabel("Use"))
         of.addWidget(self.step)
         of.addSpacing(24)
         of.addWidget(QtWidgets.QLabel("Grab from each webcam"))
         of.addWidget(self.webcam_frames)
+        of.addSpacing(24)
+        of.addWidget(QtWidgets.QLabel("Pose the cameras from"))
+        of.addWidget(self.pose_from)
+        of.addWidget(QtWidgets.QLabel("the person's height"))
+        of.addWidget(self.height)
         of.addStretch(1)
 
         layout = QtWidgets.QVBoxLayout(self)
@@ -281,8 +300,11 @@ class CamerasPage(WizardPage):
             self.set_intrinsics(path)
 
     # --- QWizardPage -----------------------------------------------------------------------------
+    def from_person(self) -> bool:
+        return self.pose_from.currentData() == "person"
+
     def isComplete(self) -> bool:
-        return self.board is not None and bool(self.sources)
+        return bool(self.sources) and (self.board is not None or self.from_person())
 
     def validatePage(self) -> bool:
         """Hand the choices to the state; later pages start over if anything changed."""
@@ -291,10 +313,18 @@ class CamerasPage(WizardPage):
         names = [src.name for src in self.sources]
         sources = [dataclasses.replace(src, max_frames=self.webcam_frames.value()) for src in self.sources]
         given, note = match_intrinsics(self.given, names) if self.given is not None else ({}, "")
+        pose_from, height = self.pose_from.currentData(), round(self.height.value(), 3)
+        if pose_from == "person" and [n for n in names if n not in given]:
+            missing = [n for n in names if n not in given]
+            self.show_error(f"Posing the cameras from the person needs their intrinsics from a file (none for "
+                            f"{', '.join(missing)}): give one above, or calibrate the lenses with a board first.")
+            return False
         key = (board, [(x.name, x.kind, x.path, x.max_frames) for x in sources], self.step.value(),
-               self.intrinsics_path.text(), sorted(given))
-        old = (s.board, [(x.name, x.kind, x.path, x.max_frames) for x in s.sources], s.step, s.given_path, sorted(s.given))
+               self.intrinsics_path.text(), sorted(given), pose_from, height)
+        old = (s.board, [(x.name, x.kind, x.path, x.max_frames) for x in s.sources], s.step, s.given_path, sorted(s.given),
+               s.pose_from, s.height)
         if key != old:
+            s.pose_from, s.height, s.person, s.person_notes = pose_from, height, None, []
             s.board, s.sources, s.step = board, sources, self.step.value()
             s.given, s.given_path = given, self.intrinsics_path.text()
             s.given_metadata = dict(self.given.metadata) if self.given is not None else {}

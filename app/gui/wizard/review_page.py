@@ -39,6 +39,11 @@ class Review:
 
 
 def build_review(state: WizardState) -> Review:
+    if state.pose_from == "person" and state.person is not None:
+        from app.person_calibration import person_report
+
+        report, world = person_report(state.person, {"timings_s": dict(state.timings), "made_by": "calibration wizard"})
+        return Review(state.person.rig, report, world, render_report(report, state.person.rig, world))
     if state.extrinsics is None:
         return Review(state.intrinsics_rig(), None, None, None)
     posed = state.posed()

@@ -3,7 +3,8 @@
     xvfb-run -a env QT_QPA_PLATFORM=xcb python -m app.gui.wizard.screenshots --data ../shared/data --out docs
 
 Cameras, extrinsics, world frame and review: the caliscope session with caliscope's own
-intrinsics; intrinsics: the Pose2Sim checkerboard photos of its four cameras.
+intrinsics; intrinsics: the Pose2Sim checkerboard photos of its four cameras; the person page
+(no board): the Pose2Sim studio videos with the Qualisys intrinsics.
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     wizard.review.path.setText(str(args.out / "caliscope-rig.toml"))
     _until(app, lambda: wizard.review.review is not None)
     _grab(app, wizard, args.out / "wizard-5-review.png")
+    wizard.stop_jobs(wait=30)
+    wizard.close()
+
+    # without a board: the studio videos posed from the person, Qualisys intrinsics
+    studio = args.data / "pose2sim-demo-single"
+    wizard = CalibrationWizard()
+    wizard.show()
+    wizard.cameras.add_sources([f"video:{studio / 'videos' / f'cam0{i}.mp4'}" for i in range(1, 5)])
+    wizard.cameras.set_intrinsics(studio / "calibration" / "Calib.qca.txt")
+    wizard.cameras.pose_from.setCurrentIndex(wizard.cameras.pose_from.findData("person"))
+    wizard.next()
+    _wait(app, wizard.person)
+    _grab(app, wizard, args.out / "wizard-3-person.png")
     wizard.stop_jobs(wait=30)
     wizard.close()
     return 0

@@ -45,7 +45,9 @@ class WizardState:
     """board: with the inverted choice applied; sources: one per camera, in order; step: use every
     step-th frame; given: intrinsics taken from a file, by camera; intrinsics: results calibrated
     here, by camera; extrinsics: the solution in its root camera's frame (never modified);
-    world: the world-frame choice ("camera:NAME", "board:INSTANT" or "board:first")."""
+    world: the world-frame choice ("camera:NAME", "board:INSTANT" or "board:first"); pose_from:
+    "board", or "person" (the cameras posed from the person instead: `person`, a PersonResult in a
+    Z-up world on the floor, scaled by `height`)."""
 
     board: Board | None = None
     sources: list[FrameSource] = field(default_factory=list)
@@ -61,6 +63,10 @@ class WizardState:
     timings: dict[str, float] = field(default_factory=dict)
     world: str = "board:first"
     revision: int = 0  # bumped whenever the cameras page changes its choices
+    pose_from: str = "board"  # "board" (ChArUco) or "person" (calibration from the person, no board)
+    height: float | None = 1.70  # the person's stature (m): the scale when posing from the person
+    person: object | None = None  # calibration.from_person.PersonResult
+    person_notes: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -82,7 +88,9 @@ class WizardState:
 
     @property
     def can_pose(self) -> bool:
-        """Whether extrinsics can be solved: two cameras or more and a ChArUco board."""
+        """Whether extrinsics can be solved: two cameras or more and a ChArUco board (or the person)."""
+        if self.pose_from == "person":
+            return len(self.sources) >= 2
         return len(self.sources) >= 2 and self.board is not None and self.board.kind == "charuco"
 
     def intrinsics_rig(self) -> Rig:

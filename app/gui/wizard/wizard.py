@@ -1,4 +1,5 @@
-"""The calibration wizard: cameras → intrinsics → extrinsics → world frame → review and save.
+"""The calibration wizard: cameras → intrinsics → extrinsics → world frame → review and save,
+or, without a board, cameras → the person → review and save (`triangulum calib from-person`).
 
 Each page runs its slow work (reading frames, detecting the board, solving) on a worker
 thread and shows it as it happens; the steps are the ones `triangulum calib intrinsics`
@@ -17,11 +18,12 @@ from app.gui.wizard.cameras_page import CamerasPage
 from app.gui.wizard.extrinsics_page import ExtrinsicsPage
 from app.gui.wizard.intrinsics_page import IntrinsicsPage
 from app.gui.wizard.page import WizardPage
+from app.gui.wizard.person_page import PersonPage
 from app.gui.wizard.review_page import ReviewPage
 from app.gui.wizard.state import WizardState
 from app.gui.wizard.world_page import WorldPage
 
-CAMERAS, INTRINSICS, EXTRINSICS, WORLD, REVIEW = range(5)
+CAMERAS, INTRINSICS, EXTRINSICS, WORLD, REVIEW, PERSON = range(6)
 
 
 class CalibrationWizard(QtWidgets.QWizard):
@@ -42,23 +44,27 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.extrinsics = ExtrinsicsPage(self.state)
         self.world = WorldPage(self.state)
         self.review = ReviewPage(self.state, settings)
+        self.person = PersonPage(self.state)
         for page_id, page in ((CAMERAS, self.cameras), (INTRINSICS, self.intrinsics), (EXTRINSICS, self.extrinsics),
-                              (WORLD, self.world), (REVIEW, self.review)):
+                              (WORLD, self.world), (REVIEW, self.review), (PERSON, self.person)):
             self.setPage(page_id, page)
         self.review.load_requested.connect(self.load_requested)
         self.resize(1280, 820)
 
     @property
     def pages(self) -> list[WizardPage]:
-        return [self.cameras, self.intrinsics, self.extrinsics, self.world, self.review]
+        return [self.cameras, self.intrinsics, self.extrinsics, self.world, self.review, self.person]
 
     def nextId(self) -> int:
         s = self.state
         current = self.currentId()
+        pose = (PERSON if s.pose_from == "person" else EXTRINSICS) if s.can_pose else REVIEW
         if current == CAMERAS:
-            return INTRINSICS if s.needs_intrinsics or not s.sources else (EXTRINSICS if s.can_pose else REVIEW)
+            return INTRINSICS if (s.needs_intrinsics and s.pose_from != "person") or not s.sources else pose
         if current == INTRINSICS:
-            return EXTRINSICS if s.can_pose else REVIEW
+            return pose
+        if current == PERSON:
+            return REVIEW  # the person's feet give the floor, the height the scale
         if current == EXTRINSICS:
             return WORLD
         if current == WORLD:
