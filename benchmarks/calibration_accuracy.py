@@ -13,7 +13,8 @@
    intrinsics) against the Qualisys rig after a similarity alignment: orientations
    within 5 deg, centres within 10 cm. The 2D joints are BlazePose's, cached in
    tests/data/pose2sim_blazepose_2d.npz (--redetect runs the network on the videos
-   again). The person's height is taken as 1.70 m: Pose2Sim's reconstruction puts the
+   again as `calib from-person --source` does: everyone tracked in every view, the person
+   who is the same across views chosen). The person's height is taken as 1.70 m: Pose2Sim's reconstruction puts the
    top-of-head marker at 1.70 m at most (the true stature is not published), so the
    scale figure is indicative; the criteria are scale-free.
 """
@@ -125,12 +126,14 @@ def from_person_step(redetect: bool) -> dict:
     ref = convert(POSE2SIM / "calibration" / "Calib.qca.txt")
     out: dict = {"height_m": HEIGHT_M}
     t0 = time.perf_counter()
-    if redetect:
-        from app.commands.calib_solve import detect_person_2d
+    if redetect:  # as `calib from-person --source`: everyone tracked, the same person chosen
+        from app.person_calibration import choose_person
         from calibration.frames import FrameSource
 
-        data = detect_person_2d([FrameSource(n, "video", str(POSE2SIM / "videos" / f"{n}.mp4")) for n in ref.names])
-        out["keypoints"] = "BlazePose, detected now"
+        chosen = choose_person([FrameSource(n, "video", str(POSE2SIM / "videos" / f"{n}.mp4")) for n in ref.names], ref)
+        data = {"keypoints": chosen.keypoints, "confidence": chosen.confidence}
+        out["keypoints"] = (f"BlazePose, everyone tracked now (tracks per view {[len(t) for t in chosen.tracks]}, "
+                            f"least pair agreement {np.nanmin(chosen.agreement):.0%})")
     else:
         data = dict(np.load(KEYPOINTS))
         out["keypoints"] = f"BlazePose, cached {KEYPOINTS.relative_to(ROOT)}"
