@@ -351,7 +351,7 @@ def run_from_person(args: argparse.Namespace) -> int:
     timings["solve"] = time.perf_counter() - t
     print(result.summary())
     save_rig(result.rig, args.output)
-    report, world = person_report(result, {"timings_s": timings})
+    report, world = person_report(result, {"timings_s": timings, "people": [] if args.keypoints else chosen.notes})
     js, png = save_report(report, result.rig, args.output, world)
     print(f"wrote {args.output}, {js}, {png}")
     return 0

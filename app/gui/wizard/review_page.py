@@ -42,7 +42,8 @@ def build_review(state: WizardState) -> Review:
     if state.pose_from == "person" and state.person is not None:
         from app.person_calibration import person_report
 
-        report, world = person_report(state.person, {"timings_s": dict(state.timings), "made_by": "calibration wizard"})
+        report, world = person_report(state.person, {"timings_s": dict(state.timings), "made_by": "calibration wizard",
+                                                     "people": list(state.person_notes)})
         return Review(state.person.rig, report, world, render_report(report, state.person.rig, world))
     if state.extrinsics is None:
         return Review(state.intrinsics_rig(), None, None, None)
