@@ -258,12 +258,15 @@ def split_holdout(crops: Crops, holdout: float) -> tuple[Crops, Crops]:
     return crops.subset(crops.frames < cut), crops.subset(crops.frames >= cut)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, index: int | None = None) -> torch.device:
+    """--device auto, cpu or cuda -> the device (`index`: which GPU, e.g. torchrun's local rank)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise TriangulumError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu.")
-    return torch.device(name)
+    if name not in ("cpu", "cuda"):
+        raise TriangulumError(f"unknown device {name!r}; use auto, cpu or cuda.")
+    return torch.device(name, index) if name == "cuda" and index is not None else torch.device(name)
 
 
 @dataclass

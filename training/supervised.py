@@ -126,18 +126,6 @@ class SupervisedConfig:
         return self.lr or REFERENCE_LR[self.target]
 
 
-def pick_device(name: str, place: ddp.Place | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TriangulumError("--device cuda, but PyTorch sees no CUDA GPU here; use --device cpu (or auto).")
-        return torch.device("cuda", place.local_rank if place else 0)
-    if name != "cpu":
-        raise TriangulumError(f"unknown device {name!r}; use auto, cpu or cuda.")
-    return torch.device("cpu")
-
-
 # --- losses ----------------------------------------------------------------------------
 
 def soft_mse_cm(X: torch.Tensor, truth: torch.Tensor, threshold: float = 400.0) -> torch.Tensor:
@@ -277,9 +265,10 @@ def observe_shared(path: Path, ds, net: torch.nn.Module, device: torch.device, i
 def train(config: SupervisedConfig, run: Path, progress: bool = True, argv: list[str] | None = None) -> dict:
     """Run `config` into `run` (module docstring); returns the best validation row."""
     config.check()
-    device = pick_device(config.device)
-    place = ddp.setup(device)
-    device = pick_device(config.device, place)
+    from training.adapt import pick_device
+
+    place = ddp.setup(pick_device(config.device))
+    device = pick_device(config.device, place.local_rank)
     if config.batch % place.world:
         ddp.teardown()
         raise TriangulumError(f"--batch {config.batch} does not split over {place.world} processes; give a multiple "
