@@ -177,12 +177,13 @@ def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -
     return out_i, out_t
 
 
-def _tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 crops -> (B, 3, H, W) float in [0, 1] on `device` (channels-last on the CPU)."""
     x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
 
-def _points(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def decoded_points(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Regressed (B, 39, 2) and heatmap-refined (B, 39, 2) points in crop units, as decoded at
     run time, and the refinement window's peak (B, 39): the confidence every method weights by."""
     regressed = out["landmarks"][..., :2] / LANDMARK_INPUT
@@ -193,7 +194,7 @@ def _points(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, t
 def label_loss(out: dict[str, torch.Tensor], targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted L1 (256-crop px) of the regressed and refined 2D against the labels. targets
     (B, 33, 2) crop units (NaN: none), weights (B, 33)."""
-    regressed, refined, _ = _points(out)
+    regressed, refined, _ = decoded_points(out)
     t = torch.nan_to_num(targets)
     err = (regressed[:, :BODY] - t).abs().sum(-1) + (refined[:, :BODY] - t).abs().sum(-1)
     return LANDMARK_INPUT * (weights * err).sum() / weights.sum().clamp_min(1.0)
@@ -208,8 +209,8 @@ def distill_loss(out: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], kee
     every joint, the heatmap peak (the label loss is blind to it, being a normalised soft-argmax,
     yet association and the confidence-weighted methods read it: unguarded it fell from 0.8 to
     0.16 and association then matched nobody)."""
-    regressed, refined, confidence = _points(out)
-    r_reg, r_ref, r_conf = _points(ref)
+    regressed, refined, confidence = decoded_points(out)
+    r_reg, r_ref, r_conf = decoded_points(ref)
     k = keep.to(regressed.dtype)
     err = ((regressed - r_reg).abs().sum(-1) + (refined - r_ref).abs().sum(-1)) * LANDMARK_INPUT
     err = err + (out["landmarks"][..., 2] - ref["landmarks"][..., 2]).abs()
@@ -243,7 +244,7 @@ def agreement_px(model: torch.nn.Module, crops: Crops, device: torch.device, bat
     model.eval()
     total, weight = 0.0, 0.0
     for a in range(0, len(crops), batch):
-        _, refined, _ = _points(model(_tensor(crops.images[a:a + batch], device)))
+        _, refined, _ = decoded_points(model(to_tensor(crops.images[a:a + batch], device)))
         t = torch.from_numpy(np.nan_to_num(crops.targets[a:a + batch])).to(device, refined.dtype)
         w = torch.from_numpy(crops.weights[a:a + batch]).to(device, refined.dtype)
         total += float((w * (refined[:, :BODY] - t).norm(dim=-1)).sum()) * LANDMARK_INPUT
@@ -337,7 +338,7 @@ def adapt(takes: list[Crops], config: AdaptConfig, out_dir: Path, generic: np.nd
                 weights = np.concatenate([weights, np.zeros((len(g), BODY))])
             if config.augment:
                 images, targets = augment(images, targets, rng)
-            x = _tensor(images, device)
+            x = to_tensor(images, device)
             w = torch.from_numpy(weights).to(device, torch.float32)
             out = model(x)
             with torch.no_grad():

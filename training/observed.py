@@ -18,42 +18,36 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from calibration import geometry as geo
 from training import distributed as ddp
 from training.datasets import OURS, array_roi
 
 MIN_CONFIDENCE = 0.3  # as the product's triangulation (app.process): weaker 2D is not used
 
 
-def projection(K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) x2, (..., 3) -> (..., 3, 4) K [R | t]."""
-    return K @ np.concatenate([R, t[..., None]], -1)
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, np.float64))
 
 
 def undistort(x: np.ndarray, K: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """(V, J, 2) distorted px of V cameras -> undistorted px (same K), NaN stays NaN."""
-    from calibration.camera import Camera
-
     out = np.full_like(x, np.nan)
     for v in range(len(x)):
         ok = np.isfinite(x[v]).all(-1)
         if ok.any():
-            out[v, ok] = Camera("v", (1, 1), K[v], dist[v]).undistort_pixels(x[v, ok])
+            out[v, ok] = geo.undistort_pixels(_t(x[v, ok]), _t(K[v]), _t(dist[v])).numpy()
     return out
 
 
 def crop_labels(s: dict) -> tuple[np.ndarray, np.ndarray]:
     """The truth in each crop: (V, 33, 2) crop units (NaN outside the crop or unknown) and
     weights (V, 33), 1 where labelled."""
-    from calibration.camera import Camera
     from engines.blazepose.roi import image_to_crop
 
-    V = len(s["K"])
-    out = np.full((V, len(OURS), 2), np.nan)
-    for v in range(V):
-        if not s["view_ok"][v]:
-            continue
-        cam = Camera("v", (1, 1), s["K"][v], s["dist"][v], s["R"][v], s["t"][v])
-        out[v] = image_to_crop(cam.project(s["joints"]), array_roi(s["roi"][v]), 1.0)
+    uv = geo.project(_t(s["joints"])[None], _t(s["K"]), _t(s["dist"]), _t(s["R"]), _t(s["t"])).numpy()  # (V, 33, 2)
+    out = np.full((len(uv), len(OURS), 2), np.nan)
+    for v in np.flatnonzero(s["view_ok"]):
+        out[v] = image_to_crop(uv[v], array_roi(s["roi"][v]), 1.0)
     inside = np.isfinite(out).all(-1) & (out >= 0).all(-1) & (out <= 1).all(-1)
     out[~inside] = np.nan
     return out, inside.astype(np.float64)
@@ -79,17 +73,17 @@ class Observed:
 
     def take(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         a = {k: torch.as_tensor(getattr(self, k)[idx]) for k in ("x", "und", "conf", "K", "dist", "R", "t", "truth")}
-        a["P"] = torch.as_tensor(projection(self.K[idx], self.R[idx], self.t[idx]))
+        a["P"] = geo.projection_matrix(a["K"], a["R"], a["t"])
         return a
 
 
 def backbone_points(net: torch.nn.Module, crops: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(N, 256, 256, 3) uint8 -> the refined 2D (N, 33, 2) crop units and its confidence (N, 33)."""
-    from training.adapt import _points, _tensor
+    from training.adapt import decoded_points, to_tensor
 
     with torch.no_grad():
-        out = net(_tensor(crops, device))
-        _, refined, conf = _points(out)
+        out = net(to_tensor(crops, device))
+        _, refined, conf = decoded_points(out)
     return refined[:, :33].float().cpu().numpy(), conf[:, :33].float().cpu().numpy()
 
 
@@ -123,10 +117,15 @@ def observe(ds, net: torch.nn.Module, device: torch.device, indices: np.ndarray,
     return Observed(**{k: np.stack(v) for k, v in cols.items()})
 
 
+def read_observed(path: Path) -> Observed:
+    with np.load(path) as d:
+        return Observed(**{k: d[k] for k in d.files})
+
+
 def cached_observed(path: Path, make) -> Observed:
+    """`path` read if it is there, else `make()` written there (atomically) and returned."""
     if path.is_file():
-        with np.load(path) as d:
-            return Observed(**{k: d[k] for k in d.files})
+        return read_observed(path)
     obs = make()
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **dataclasses.asdict(obs))

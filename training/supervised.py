@@ -52,6 +52,7 @@ import tomli_w
 import torch
 from tqdm import tqdm
 
+from calibration import geometry as geo
 from calibration.errors import TriangulumError
 from training import distributed as ddp
 from training.datasets import OURS, open_dataset
@@ -64,7 +65,7 @@ from training.observed import (
     keep_batch,
     observe,
     observe_sample,
-    projection,
+    read_observed,
     synthetic_observed,
     undistort,
 )
@@ -251,8 +252,7 @@ def observe_shared(path: Path, ds, net: torch.nn.Module, device: torch.device, i
                                           show))
     ddp.barrier(place)
     if place.main:
-        parts = [cached_observed(path.with_name(f"{path.stem}.part{r}of{place.world}.npz"), lambda: None)
-                 for r in range(place.world)]
+        parts = [read_observed(path.with_name(f"{path.stem}.part{r}of{place.world}.npz")) for r in range(place.world)]
         order = np.argsort(np.concatenate([np.arange(len(indices))[r::place.world] for r in range(place.world)]),
                            kind="stable")
         joined = Observed(**{k: np.concatenate([getattr(o, k) for o in parts])[order]
@@ -324,8 +324,8 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
             for split, ds, idx in (("train", train_ds, np.arange(len(train_ds))), ("val", val_ds, val_idx)):
                 observe_shared(run / f"observed_{split}.npz", ds, bb, device, idx, place, show)
         ddp.barrier(place)
-        obs_train = cached_observed(run / "observed_train.npz", lambda: None)
-        obs_val = cached_observed(run / "observed_val.npz", lambda: None)
+        obs_train = read_observed(run / "observed_train.npz")
+        obs_val = read_observed(run / "observed_val.npz")
         train_truth = obs_train.truth
         n_train = len(obs_train)
     else:
@@ -404,10 +404,10 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
                     X = torch.where(torch.isfinite(truth).all(-1, keepdim=True), out[0], torch.nan)
                     loss, _ = volumetric_loss(X, out[1], out[2], torch.nan_to_num(truth), model.config.voxels, 0.01)
             else:
-                from training.adapt import _tensor, label_loss
+                from training.adapt import label_loss, to_tensor
 
                 crops, labels, weights = next(batches)
-                o = net(_tensor(crops, device))
+                o = net(to_tensor(crops, device))
                 lab = torch.as_tensor(labels, dtype=torch.float32, device=device)
                 loss = label_loss(o, lab, torch.as_tensor(weights, dtype=torch.float32, device=device))
         opt.zero_grad(set_to_none=True)
@@ -447,6 +447,7 @@ def validate_backbone(model: torch.nn.Module, ds, indices: np.ndarray, device: t
         s = ds[int(i)]
         x, c = observe_sample(s, model, device)
         und = undistort(x, s["K"], s["dist"])
-        preds.append(dlt(projection(s["K"], s["R"], s["t"])[None], und[None], c[None])[0])
+        P = geo.projection_matrix(*(torch.as_tensor(s[k]) for k in ("K", "R", "t"))).numpy()
+        preds.append(dlt(P[None], und[None], c[None])[0])
         truths.append(s["joints"])
     return np.stack(preds), np.stack(truths)
