@@ -240,6 +240,16 @@ def save_weights(config: SupervisedConfig, model: torch.nn.Module, run: Path, st
         save_volumetric(model, run / WEIGHT_FILES["volumetric"], meta)
 
 
+def landmark_network(backbone: str, device: torch.device) -> torch.nn.Module:
+    """The frozen landmark network whose 2D the heads train on: `backbone` (as --backbone
+    elsewhere) or the shipped one."""
+    from engines.blazepose.backbone import resolve_backbone
+    from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
+
+    chosen = resolve_backbone(backbone or None)
+    return load_landmark(chosen.weights if chosen else LANDMARK_WEIGHTS).float().to(device).eval()
+
+
 def observe_shared(path: Path, ds, net: torch.nn.Module, device: torch.device, indices: np.ndarray,
                    place: ddp.Place, show: bool) -> None:
     """The backbone's 2D of `indices` cached at `path`: rank r computes indices[r::world] into
@@ -307,11 +317,6 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
     heads = config.target != "backbone"
     val_idx = evenly(len(val_ds), config.val_limit)
     if heads:
-        from engines.blazepose.backbone import resolve_backbone
-        from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
-
-        chosen = resolve_backbone(config.backbone or None)
-        bb = load_landmark(chosen.weights if chosen else LANDMARK_WEIGHTS).float().to(device).eval()
         mocap = config.dataset.partition(":")[2] if config.dataset.startswith("mocap:") else None
         if place.main and mocap:  # training subjects train, the validation subject validates
             from training.mocap import TRAIN_SUBJECTS, VAL_SUBJECTS
@@ -321,16 +326,19 @@ def _loop(config: SupervisedConfig, run: Path, place: ddp.Place, device: torch.d
             cached_observed(run / "observed_val.npz", lambda: synthetic_observed(
                 mocap, VAL_SUBJECTS, min(config.val_limit, MOCAP_SAMPLES), config.seed + 1000))
         elif not mocap:  # every process computes its share of the 2D once; rank 0 joins them
-            for split, ds, idx in (("train", train_ds, np.arange(len(train_ds))), ("val", val_ds, val_idx)):
-                observe_shared(run / f"observed_{split}.npz", ds, bb, device, idx, place, show)
+            todo = [(split, ds, idx) for split, ds, idx in (("train", train_ds, np.arange(len(train_ds))),
+                                                             ("val", val_ds, val_idx))
+                    if not (run / f"observed_{split}.npz").is_file()]  # a resumed run has them
+            net = landmark_network(config.backbone, device) if todo else None
+            for split, ds, idx in todo:
+                observe_shared(run / f"observed_{split}.npz", ds, net, device, idx, place, show)
         ddp.barrier(place)
         obs_train = read_observed(run / "observed_train.npz")
         obs_val = read_observed(run / "observed_val.npz")
         train_truth = obs_train.truth
         n_train = len(obs_train)
     else:
-        bb = None
-        train_truth = np.stack([train_ds[int(i)]["joints"] for i in evenly(len(train_ds), 500)])
+        train_truth = np.stack([train_ds.joints(int(i)) for i in evenly(len(train_ds), 500)])
         n_train = len(train_ds)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.rate)

@@ -41,13 +41,17 @@ _SHOULDERS = (OURS.index("left_shoulder"), OURS.index("right_shoulder"))
 
 
 class MultiViewDataset(Protocol):
-    """What every loader offers: len, samples by index, and the cameras' names."""
+    """What every loader offers: len, samples by index, their truth alone, the cameras' names."""
 
     cameras: list[str]
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]: ...
+
+    def joints(self, i: int) -> np.ndarray:
+        """Sample i's truth (33, 3) without reading its images (e.g. for PSS's clusters)."""
+        ...
 
 
 def to_ours(native: np.ndarray, names: tuple[str, ...], mapping: dict[str, str]) -> np.ndarray:

@@ -97,6 +97,9 @@ class Human36M:
         c = self._cams[subject_idx, self._cam_idx[k]]
         return Camera(self.cameras[k], (1000, 1000), c["K"], c["dist"], c["R"], np.asarray(c["t"]).ravel() / 1000.0)
 
+    def joints(self, i: int) -> np.ndarray:
+        return to_ours(self.table[i]["keypoints"].astype(np.float64) / 1000.0, JOINTS, TO_OURS)
+
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         row = self.table[i]
         subject, action = self.subjects_all[row["subject_idx"]], self.actions[row["action_idx"]]

@@ -128,9 +128,16 @@ class Panoptic:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def _native(self, i: int) -> np.ndarray:
         seq, f, b = self.items[i]
-        native = read_bodies(seq / BODIES / f"body3DScene_{f:08d}.json")[b][1]
+        return read_bodies(seq / BODIES / f"body3DScene_{f:08d}.json")[b][1]
+
+    def joints(self, i: int) -> np.ndarray:
+        return to_ours(self._native(i), JOINTS, TO_OURS)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        seq, f, _ = self.items[i]
+        native = self._native(i)
         images = []
         for cam in self._cams[seq]:
             reader = self._frames.setdefault((seq, cam.name), _Frames(seq, cam.name))

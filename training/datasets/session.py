@@ -94,3 +94,6 @@ class SessionDataset:
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return self.samples[i]
+
+    def joints(self, i: int) -> np.ndarray:
+        return self.samples[i]["joints"]
