@@ -110,7 +110,7 @@ class PersonResult:
         return "\n".join(lines)
 
 
-def _normalised(rig: Rig, keypoints: np.ndarray) -> np.ndarray:
+def normalised(rig: Rig, keypoints: np.ndarray) -> np.ndarray:
     """Distorted pixels to normalised image coordinates. (C, F, J, 2) -> (C, F, J, 2)"""
     und = rig.undistort(keypoints)
     out = np.empty_like(und)
@@ -181,7 +181,7 @@ def calibrate_from_person(
     valid = (confidence >= options.min_confidence) & np.isfinite(keypoints).all(-1)
     pts = keypoints.reshape(C, N, 2)
     valid = valid.reshape(C, N)
-    norm = _normalised(intrinsics, keypoints).reshape(C, N, 2)
+    norm = normalised(intrinsics, keypoints).reshape(C, N, 2)
     focal = np.mean([[c.K[0, 0], c.K[1, 1]] for c in intrinsics.cameras])
     thr = options.ransac_px / focal
     for c in range(C):

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.errors import TriangulumError
-from calibration.from_person import _normalised, relative_pose
+from calibration.from_person import normalised, relative_pose
 from calibration.rig import Rig
 
 MAX_ASSIGNMENTS = 200_000  # exhaustive search up to this many combinations, else coordinate ascent
@@ -100,7 +100,7 @@ def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float 
     norm, valid = [], []
     for c, v in enumerate(views):
         one = intrinsics.subset([intrinsics.names[c]])
-        norm.append(np.stack([_normalised(one, k[None])[0] for k in v.keypoints]).reshape(len(v.ids), F * J, 2))
+        norm.append(normalised(one, v.keypoints.reshape(1, -1, J, 2))[0].reshape(len(v.ids), F * J, 2))
         valid.append(((v.confidence >= min_confidence) & np.isfinite(v.keypoints).all(-1)).reshape(len(v.ids), F * J))
     # Inlier share of every pair of candidates of every pair of views.
     share: dict[tuple[int, int], np.ndarray] = {}
