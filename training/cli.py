@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             "volumetric 1e-3)")
     p.add_argument("--clip", type=float, help="gradient-norm clip (default 1.0)")
     p.add_argument("--init", choices=("shipped", "scratch"), help="heads: start from the shipped weights or random ones")
-    p.add_argument("--weights", help="start from this weights file instead of the shipped one")
+    p.add_argument("--weights", help="start from these weights (a file, or the run folder holding them) instead of the shipped ones")
     p.add_argument("--backbone", help="heads: train on the 2D of this landmark network (file or MODEL_DIR; default shipped)")
     p.add_argument("--scope", choices=("all", "heads"), help="backbone: train every layer or only after the encoder")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from calibration import geometry as geo
 from calibration.errors import TriangulumError
+from engines.blazepose.backbone import WEIGHTS_FILE as BACKBONE_FILE
 from training import distributed as ddp
 from training.datasets import OURS, open_dataset
 from training.observed import (
@@ -73,7 +74,7 @@ from training.runlog import RunLog, atomic_save
 
 TARGETS = ("backbone", "confidence", "volumetric")
 REFERENCE_LR = {"backbone": 1e-4, "confidence": 1e-5, "volumetric": 1e-3}
-WEIGHT_FILES = {"backbone": "landmark.safetensors", "confidence": "confidence.safetensors",
+WEIGHT_FILES = {"backbone": BACKBONE_FILE, "confidence": "confidence.safetensors",
                 "volumetric": "volumetric.safetensors"}
 HIPS = (OURS.index("left_hip"), OURS.index("right_hip"))
 MOCAP_SAMPLES = 4096  # synthetic frame sets made once per run from motion capture (heads only)
@@ -196,10 +197,10 @@ def head_forward(target: str, model: torch.nn.Module, b: dict[str, torch.Tensor]
 
 def build_model(config: SupervisedConfig) -> torch.nn.Module:
     if config.target == "backbone":
-        from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
-
-        net = load_landmark(Path(config.weights) if config.weights else LANDMARK_WEIGHTS).float()
+        from engines.blazepose.weights import load_landmark
         from training.adapt import trainable
+
+        net = load_landmark(landmark_weights(config.weights)).float()
 
         trainable(net, "heads" if config.scope == "heads" else "all")
         return net
@@ -240,14 +241,21 @@ def save_weights(config: SupervisedConfig, model: torch.nn.Module, run: Path, st
         save_volumetric(model, run / WEIGHT_FILES["volumetric"], meta)
 
 
-def landmark_network(backbone: str, device: torch.device) -> torch.nn.Module:
-    """The frozen landmark network whose 2D the heads train on: `backbone` (as --backbone
-    elsewhere) or the shipped one."""
+def landmark_weights(path: str) -> Path:
+    """A landmark network's weights as --backbone takes them everywhere (a MODEL_DIR or run
+    folder, its files, a bare .safetensors), or the shipped ones for ""."""
     from engines.blazepose.backbone import resolve_backbone
-    from engines.blazepose.weights import LANDMARK_WEIGHTS, load_landmark
+    from engines.blazepose.weights import LANDMARK_WEIGHTS
 
-    chosen = resolve_backbone(backbone or None)
-    return load_landmark(chosen.weights if chosen else LANDMARK_WEIGHTS).float().to(device).eval()
+    chosen = resolve_backbone(path or None)
+    return chosen.weights if chosen else LANDMARK_WEIGHTS
+
+
+def landmark_network(backbone: str, device: torch.device) -> torch.nn.Module:
+    """The frozen landmark network whose 2D the heads train on (`backbone`: landmark_weights)."""
+    from engines.blazepose.weights import load_landmark
+
+    return load_landmark(landmark_weights(backbone)).float().to(device).eval()
 
 
 def observe_shared(path: Path, ds, net: torch.nn.Module, device: torch.device, indices: np.ndarray,
