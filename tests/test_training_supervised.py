@@ -267,3 +267,16 @@ def test_our_own_take_with_its_processed_3d_is_a_dataset(tmp_path):
     assert s["view_ok"].all() and s["crops"].std() > 10  # real pixels, cut around the person
     with pytest.raises(TriangulumError, match="triangulum process"):
         open_dataset(f"session:{tmp_path}")
+
+
+def test_panoptic_sequences_with_different_cameras_give_samples_of_their_common_views(data, tmp_path):
+    root = tmp_path / "panoptic"
+    shutil.copytree(data["panoptic"] / "studio_sample", root / "a")
+    shutil.copytree(data["panoptic"] / "studio_sample", root / "b")
+    calib = root / "b" / "calibration_studio_sample.json"
+    (root / "b" / "calibration_b.json").write_text(json.dumps(
+        {"cameras": [c for c in json.loads(calib.read_text())["cameras"] if c["name"] != "00_01"]}))
+    (root / "a" / "calibration_studio_sample.json").rename(root / "a" / "calibration_a.json")
+    ds = open_dataset(f"panoptic:{root}", "train")
+    assert ds.cameras == ["00_00", "00_02", "00_03"]
+    assert {len(ds[i]["K"]) for i in (0, len(ds) - 1)} == {3}

@@ -11,7 +11,8 @@ Panoptic's world is in centimetres with Y pointing down (gravity +Y); t is in ce
 it becomes ours once: metres, Z up, by the proper rotation (x, y, z) -> (x, z, -y) applied to
 the joints and to every camera (R' = R M^T, t' = t / 100). A joint is valid when its
 confidence c > 0.1 (the toolbox's convention; -1 marks a missing joint). One body per sample:
-every body of a frame is a sample (multi-person frames give several).
+every body of a frame is a sample (multi-person frames give several). Every sample has the same
+views: `cameras=`, or the HD cameras every sequence has.
 
 Split: by time range by default (the last `val_share` of each sequence's frames validates);
 `sequences=` with `val_share=None` takes every frame of the given sequences (a split by
@@ -106,13 +107,17 @@ class Panoptic:
         self.items: list[tuple[Path, int, int]] = []  # (sequence, frame, body index)
         self._cams: dict[Path, list[Camera]] = {}
         self._frames: dict[tuple[Path, str], _Frames] = {}
+        calibrations = {seq: read_cameras(seq) for seq in seqs}
+        # Every sample has the same views: the given cameras, else the HD cameras all sequences have.
+        names = list(cameras) if cameras else sorted(set.intersection(*(set(c) for c in calibrations.values())))
+        if not names:
+            raise TriangulumError(f"{root}: the sequences share no HD camera; give cameras= (or fewer sequences).")
+        self.cameras = names
         for seq in seqs:
-            all_cams = read_cameras(seq)
-            names = list(cameras) if cameras else sorted(all_cams)
+            all_cams = calibrations[seq]
             unknown = [c for c in names if c not in all_cams]
             if unknown:
                 raise TriangulumError(f"{seq}: no HD camera {', '.join(unknown)}.")
-            self.cameras = names
             self._cams[seq] = [all_cams[c] for c in names]
             files = sorted((seq / BODIES).glob("body3DScene_*.json"))
             frames = [int(f.stem.split("_")[-1]) for f in files]
