@@ -51,7 +51,7 @@ def test_an_encoded_frame_decodes_on_demand_in_full_or_reduced():
     assert full.shape == image.shape and frame.decoded
     assert np.abs(full.astype(int) - image).mean() < 3  # JPEG at quality 90
     assert np.abs(cv2.resize(full, (544, 960), interpolation=cv2.INTER_AREA).astype(int) - half).mean() < 3
-    with pytest.raises(ValueError, match="image or its encoded bytes"):
+    with pytest.raises(ValueError, match="an image, its encoded bytes or its decoded planes"):
         Frame("a", 0, 0.0, 0.0)
     with pytest.raises(ValueError, match="not a decodable JPEG"):
         _ = Frame("a", 0, 0.0, 0.0, encoded=b"\xff\xd8nonsense\xff\xd9").image

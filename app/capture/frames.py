@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from engines.blazepose.yuv import Yuv420
+
 clock = time.monotonic
 
 
@@ -45,27 +47,32 @@ class Frame:
     asks: `image` decodes it in full once; `pixels(reduce)` decodes it at 1/2, 1/4 or 1/8 of
     the size directly, which costs a fraction of a full decode. The recorder writes `encoded`
     as it is, so a compressed camera is recorded without decoding or re-encoding.
+    planes: the frame as a video decoder delivered it (engines.blazepose.yuv.Yuv420), or
+    None; the pose networks crop from it directly and `image` converts it only when asked.
     """
 
-    __slots__ = ("camera", "index", "t_capture", "t_grab", "encoded", "_image", "_reduced", "_lock")
+    __slots__ = ("camera", "index", "t_capture", "t_grab", "encoded", "planes", "_image", "_reduced", "_lock")
 
     def __init__(self, camera: str, index: int, t_capture: float, t_grab: float,
-                 image: np.ndarray | None = None, encoded: bytes | None = None) -> None:
-        if image is None and encoded is None:
-            raise ValueError("a Frame needs an image or its encoded bytes")
+                 image: np.ndarray | None = None, encoded: bytes | None = None,
+                 planes: Yuv420 | None = None) -> None:
+        if image is None and encoded is None and planes is None:
+            raise ValueError("a Frame needs an image, its encoded bytes or its decoded planes")
         self.camera, self.index, self.t_capture, self.t_grab = camera, index, t_capture, t_grab
         self.encoded = encoded
+        self.planes = planes
         self._image = image
         self._reduced: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     @property
     def image(self) -> np.ndarray:
-        """(H, W, 3) uint8 BGR at full size (decoded on first use for an encoded frame)."""
+        """(H, W, 3) uint8 BGR at full size (decoded or converted on first use)."""
         if self._image is None:
             with self._lock:
                 if self._image is None:
-                    self._image = _decode(self.encoded, 1, self.camera, self.index)
+                    self._image = (self.planes.bgr() if self.planes is not None
+                                   else _decode(self.encoded, 1, self.camera, self.index))
         return self._image
 
     @property
@@ -82,13 +89,14 @@ class Frame:
             raise ValueError(f"reduce must be one of {REDUCTIONS}, not {reduce}")
         if reduce == 1:
             return self.image
+        full = self.image if self.encoded is None else None  # before the lock: `image` takes it
         with self._lock:
             if reduce not in self._reduced:
                 if self.encoded is not None:
                     self._reduced[reduce] = _decode(self.encoded, reduce, self.camera, self.index)
                 else:
-                    h, w = self._image.shape[:2]
-                    self._reduced[reduce] = cv2.resize(self._image, ((w + reduce - 1) // reduce, (h + reduce - 1) // reduce),
+                    h, w = full.shape[:2]
+                    self._reduced[reduce] = cv2.resize(full, ((w + reduce - 1) // reduce, (h + reduce - 1) // reduce),
                                                        interpolation=cv2.INTER_AREA)
             return self._reduced[reduce]
 

@@ -77,7 +77,10 @@ def pose_image(frame: Frame, min_side: int | None) -> tuple[np.ndarray, float]:
     A compressed frame is decoded at the largest JPEG reduction (1, 2, 4, 8) that keeps its
     short side at `min_side` px or more (480: a 1088 x 1920 frame at 1/2, a 720p webcam in
     full). The landmark crops are 256 px, so a person filling a 1/2-size frame is still cropped
-    from more pixels than the network sees. Raw frames, or min_side None: the full image."""
+    from more pixels than the network sees. Raw frames, or min_side None: the full image.
+    A frame with its decoder's planes gives them (the networks crop from them directly)."""
+    if frame.planes is not None:
+        return frame.planes, 1.0
     size = jpeg_size(frame.encoded) if min_side is not None and frame.encoded is not None else None
     if size is None:
         return frame.image, 1.0

@@ -10,44 +10,59 @@ import queue
 import threading
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 
 from app.capture.frames import Frame, FrameSet
 from app.capture.sources import SourceFailure
 from app.process.inputs import Take
+from app.process.video_file import VideoDecoder, VideoFileError
 from calibration.errors import TriangulumError
 from calibration.takes import DamagedFrame, TrackReader, open_session
+from engines.blazepose.yuv import Yuv420
 
 
 class _SequentialVideo:
-    """Frames of a plain video by increasing index (decodes forward, never seeks)."""
+    """Frames of a plain video by increasing index (decodes forward, never seeks), as
+    app.capture.video_file decodes them: a decoder's planes or BGR pixels."""
 
     def __init__(self, camera: str, path) -> None:
         self.camera = camera
         self.path = path
-        self._cap = cv2.VideoCapture(str(path))
+        self._decoder: VideoDecoder | None = None
+        self._start()
+
+    def _start(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+        try:
+            self._decoder = VideoDecoder(self.path)
+        except VideoFileError as exc:
+            raise TriangulumError(f"camera '{self.camera}': {exc}; check the file, or re-encode it "
+                                  "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4).") from None
         self._pos = -1
 
-    def read(self, i: int) -> np.ndarray:
+    def _next(self, i: int) -> Yuv420 | np.ndarray:
+        try:
+            pixels = self._decoder.next()
+        except VideoFileError as exc:
+            raise TriangulumError(f"camera '{self.camera}': frame {self._pos + 1}: {exc}; the file is damaged "
+                                  f"there (re-encode it, or process up to it with --frames 0:{i}).") from None
+        if pixels is None:
+            raise TriangulumError(f"camera '{self.camera}': video {self.path.name} ends at frame {self._pos + 1}, "
+                                  f"before frame {i}; the file is shorter than it says (re-encode it).")
+        self._pos += 1
+        return pixels
+
+    def read(self, i: int) -> Yuv420 | np.ndarray:
         if i <= self._pos:
-            self._cap.release()
-            self._cap = cv2.VideoCapture(str(self.path))
-            self._pos = -1
+            self._start()
         while self._pos < i - 1:
-            if not self._cap.grab():
-                raise TriangulumError(f"camera '{self.camera}': video {self.path.name} ends at frame {self._pos + 1}, "
-                                      f"before frame {i}; the file is shorter than it says (re-encode it).")
-            self._pos += 1
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            raise TriangulumError(f"camera '{self.camera}': frame {i} of {self.path.name} cannot be decoded; "
-                                  "the file is damaged or shorter than it says (re-encode it).")
-        self._pos = i
-        return image
+            self._next(i)
+        return self._next(i)
 
     def close(self) -> None:
-        self._cap.release()
+        if self._decoder is not None:
+            self._decoder.close()
 
 
 def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[FrameSet]:
@@ -75,7 +90,10 @@ def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[
                 except (SourceFailure, DamagedFrame) as exc:
                     raise TriangulumError(f"camera '{take.cameras[c]}': {exc}; the recording is damaged there "
                                           f"(process up to it with --frames 0:{k}).") from None
-                frames.append(Frame(take.cameras[c], i, t, t, image))
+                if isinstance(image, Yuv420):
+                    frames.append(Frame(take.cameras[c], i, t, t, planes=image))
+                else:
+                    frames.append(Frame(take.cameras[c], i, t, t, image))
             yield FrameSet(k, tuple(frames), float(take.times[k]))
     finally:
         for r in readers:

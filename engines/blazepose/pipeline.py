@@ -31,6 +31,7 @@ from engines.blazepose.detection import Detection, decode_detections
 from engines.blazepose.keypoints import REFINE_KERNEL, refine_landmarks
 from engines.blazepose.modules import DETECTOR_INPUT, LANDMARK_INPUT
 from engines.blazepose.roi import Roi, crop, crop_to_image, full_image_roi, roi_from_points
+from engines.blazepose.yuv import Yuv420
 from engines.skeleton import BLAZEPOSE33
 from engines.temporal import OneEuroConfig, OneEuroFilter
 
@@ -125,7 +126,9 @@ class _Ids:
         return self.next - 1
 
 
-def _check_image(image: np.ndarray, view: int) -> None:
+def _check_image(image: np.ndarray | Yuv420, view: int, bgr: bool = False) -> None:
+    if bgr and isinstance(image, Yuv420):  # a decoder's planes: crops come out BGR
+        return
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         shape = getattr(image, "shape", None)
         raise TriangulumError(
@@ -230,7 +233,7 @@ class BlazePoseEstimator:
         if not images:
             return []
         for v, im in enumerate(images):
-            _check_image(im, v)
+            _check_image(im, v, bgr)
         out = self.backend.detect(detector_input(images, bgr))
         found = [
             decode_detections(out["regressors"][i], out["scores"][i], im.shape[1], im.shape[0],

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines.blazepose import yuv
+from engines.blazepose.yuv import Yuv420
+
 ROI_SCALE = 1.25  # MediaPipe's RectTransformation scale for both pose ROIs
 TARGET_ANGLE = np.pi / 2  # the hip -> scale-point vector is turned to point up
 
@@ -59,12 +62,15 @@ def crop_matrix(roi: Roi, out_size: int) -> np.ndarray:
     return np.concatenate([r, t[:, None]], axis=1)
 
 
-def crop(image: np.ndarray, roi: Roi, out_size: int, border: str = "replicate") -> np.ndarray:
+def crop(image: np.ndarray | Yuv420, roi: Roi, out_size: int, border: str = "replicate") -> np.ndarray:
     """Bilinear warp of the ROI of an (H, W, 3) uint8 image into (out_size, out_size, 3) uint8.
 
     `border` is "replicate" (landmark crops) or "zero" (the detector's letterbox), as MediaPipe.
+    A Yuv420 frame is cut plane by plane and gives a BGR crop (engines.blazepose.yuv).
     """
     mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+    if isinstance(image, Yuv420):
+        return yuv.crop(image, crop_matrix(roi, out_size), out_size, mode)
     return cv2.warpAffine(
         image, crop_matrix(roi, out_size), (out_size, out_size),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=mode, borderValue=0,

@@ -1,0 +1,78 @@
+"""Video files decoded frame after frame for offline processing, into what the pose
+networks crop from.
+
+PyAV (FFmpeg, the decoder OpenCV's reader wraps too) hands a YUV 4:2:0 frame over as the
+decoder's own planes (engines.blazepose.yuv.Yuv420): the networks crop from them, and the
+whole frame is converted to BGR only for whoever asks for `Frame.image` (an overlay video).
+On the sample's four 1080 x 1920 H.264 videos that conversion was 4.5 of 20 CPU-ms per
+frame set, and `process` spends 68 instead of 72-75 CPU-ms per set. FFmpeg decodes on one
+thread per file: its frame threads cost CPU time for every frame, and `prefetch` already
+decodes in parallel with the networks.
+
+The live `video:` source (app.capture.sources) keeps OpenCV's reader: there the frames are
+small (a file standing in for a 544 x 960 camera), the BGR frame is needed anyway by the
+recorder, and PyAV's per-frame Python work in four grabber threads cost more pose rate than
+the conversion saves (measured with benchmarks/capture_latency.py --only record: 19.7-21.3
+against 22.0-22.8 sets/s). So a file captured live in lock-step and the same file processed
+offline see pixels that differ by conversion rounding (a level or two), not the same pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engines.blazepose.yuv import Yuv420
+
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG: "yuvj" video, which OpenCV's I420 formula would misread
+
+
+class VideoFileError(Exception):
+    """The file cannot be opened as a video, or a frame of it cannot be decoded."""
+
+
+class VideoDecoder:
+    """Frames of one video file in order: `next()` -> Yuv420 planes (limited-range 4:2:0,
+    nearly every camera and encoder) or (H, W, 3) uint8 BGR (anything else), None at the end.
+
+    width, height, fps (the file's average rate; 0 when it does not say), frames (the count
+    the container states, or None), codec (its name).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import av
+
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path))
+            stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError, OSError) as exc:
+            raise VideoFileError(f"{self.path.name} cannot be read as a video ({exc})") from None
+        stream.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
+        self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
+        self.frames = int(stream.frames) or None
+        self.codec = stream.codec_context.name
+        self._frames = self._container.decode(stream)
+
+    def next(self) -> Yuv420 | np.ndarray | None:
+        import av
+
+        try:
+            frame = next(self._frames, None)
+        except av.error.FFmpegError as exc:
+            raise VideoFileError(f"a frame of {self.path.name} cannot be decoded ({exc})") from None
+        return None if frame is None else pixels(frame)
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def pixels(frame) -> Yuv420 | np.ndarray:
+    """A PyAV VideoFrame -> Yuv420 views of its planes, or BGR for other formats (converted
+    by FFmpeg, as OpenCV's reader converts them)."""
+    if frame.format.name == "yuv420p" and frame.color_range != _FULL_RANGE:
+        return Yuv420(*(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes))
+    return frame.to_ndarray(format="bgr24")
