@@ -33,6 +33,7 @@ the fastest kept (the machine may be shared).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -207,15 +208,51 @@ def fmt_row(name: str, q: dict, ms: float | None) -> str:
 
 
 # Speed options against the default (float, one model thread per core up to 4, every frame
-# set): name -> config.
+# set, crops from the decoder's YUV planes): name -> config; "reader": "opencv" reads the
+# videos as before the planes (OpenCV, whole frames in BGR), to show what the planes cost in 3D.
 DEFAULT_OPTION = "default (float, threads per core)"
 SPEED_OPTIONS = {
     DEFAULT_OPTION: {},
+    "float, whole BGR frames (OpenCV)": {"reader": "opencv"},
     "float, 1 thread": {"threads": 1},
     "float, ORT thread pool": {"threads": None},
     "int8": {"precision": "int8"},
     "int8, 1 thread": {"precision": "int8", "threads": 1},
 }
+
+
+class OpenCvVideo:
+    """The offline video reader before the YUV planes: OpenCV's decoder (one thread), whole
+    frames in BGR (the interface of app.process.reader._SequentialVideo)."""
+
+    def __init__(self, camera: str, path: Path) -> None:
+        self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        self.pos = -1
+
+    def read(self, i: int) -> np.ndarray:
+        while self.pos < i:
+            ok, image = self.cap.read()
+            if not ok:
+                raise RuntimeError(f"frame {self.pos + 1} cannot be read")
+            self.pos += 1
+        return image
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+@contextlib.contextmanager
+def video_reader(kind: str | None):
+    """Plain videos read by OpenCV instead of the default reader within the block."""
+    import app.process.reader as reader
+
+    default = reader._SequentialVideo
+    if kind == "opencv":
+        reader._SequentialVideo = OpenCvVideo
+    try:
+        yield
+    finally:
+        reader._SequentialVideo = default
 
 
 def real_takes() -> dict[str, tuple[list[Path], Path, int]]:
@@ -244,7 +281,9 @@ def speed_options(repeats: int) -> list[dict]:
         results, times = {}, {}
         for _ in range(max(repeats, 1)):
             for option, kwargs in SPEED_OPTIONS.items():
-                r = process_take(take, ProcessConfig(**kwargs))
+                kwargs = dict(kwargs)
+                with video_reader(kwargs.pop("reader", None)):
+                    r = process_take(take, ProcessConfig(**kwargs))
                 F = len(r.frames)
                 wall, cpu = 1000 * r.timings["frames_wall"] / F, 1000 * r.timings["frames_cpu"] / F
                 best = times.get(option)
