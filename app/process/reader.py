@@ -23,7 +23,7 @@ from engines.blazepose.yuv import Yuv420
 
 class _SequentialVideo:
     """Frames of a plain video by increasing index (decodes forward, never seeks), as
-    app.capture.video_file decodes them: a decoder's planes or BGR pixels."""
+    app.process.video_file decodes them: a decoder's planes or BGR pixels."""
 
     def __init__(self, camera: str, path) -> None:
         self.camera = camera
