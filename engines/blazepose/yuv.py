@@ -39,19 +39,13 @@ class Yuv420:
         """(H, W, 3), as the BGR frame would have."""
         return (*self.y.shape, 3)
 
-    def bgr(self, out: np.ndarray | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 BGR of the whole frame, written into `out` when its shape fits."""
+    def bgr(self) -> np.ndarray:
+        """(H, W, 3) uint8 BGR of the whole frame."""
         h, w = self.y.shape
-        if out is not None and (out.shape != (h, w, 3) or out.dtype != np.uint8):
-            out = None
         if h % 2 or w % 2:  # OpenCV's I420 layout needs even sides: convert at full chroma size
             up = [cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in (self.u, self.v)]
-            image = _yuv444_to_bgr(self.y, *up)
-            if out is None:
-                return image
-            np.copyto(out, image)
-            return out
-        return cv2.cvtColor(_i420(self.y, self.u, self.v), cv2.COLOR_YUV2BGR_I420, dst=out)
+            return _yuv444_to_bgr(self.y, *up)
+        return cv2.cvtColor(_i420(self.y, self.u, self.v), cv2.COLOR_YUV2BGR_I420)
 
 
 def _i420(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
