@@ -107,3 +107,22 @@ def test_a_full_range_video_is_read_as_bgr(tmp_path):
         ok, expected = cap.read()
     assert ok and isinstance(image, np.ndarray) and image.shape == (240, 320, 3)
     assert np.abs(image.astype(int) - expected).mean() < 2.0
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_a_rotated_phone_video_is_read_upright_as_opencv_reads_it(tmp_path, rotate):
+    """Portrait phone videos are stored landscape with a display rotation; the calibration and
+    every other reader see them upright, so the offline reader turns them too."""
+    plain, turned = tmp_path / "plain.mp4", tmp_path / f"rot{rotate}.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-frames:v", "3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(plain)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}",
+                    str(turned)], check=True)
+    video = _SequentialVideo("cam", turned)
+    try:
+        image = video.read(0)
+    finally:
+        video.close()
+    ok, expected = cv2.VideoCapture(str(turned)).read()
+    assert ok and isinstance(image, np.ndarray) and image.shape == expected.shape
+    assert np.array_equal(image, expected)

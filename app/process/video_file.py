@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from engines.blazepose.yuv import Yuv420
@@ -35,9 +36,6 @@ class VideoFileError(Exception):
 class VideoDecoder:
     """Frames of one video file in order: `next()` -> Yuv420 planes (limited-range 4:2:0,
     nearly every camera and encoder) or (H, W, 3) uint8 BGR (anything else), None at the end.
-
-    width, height, fps (the file's average rate; 0 when it does not say), frames (the count
-    the container states, or None), codec (its name).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -51,10 +49,6 @@ class VideoDecoder:
             raise VideoFileError(f"{self.path.name} cannot be read as a video ({exc})") from None
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
-        self.width, self.height = stream.codec_context.width, stream.codec_context.height
-        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
-        self.frames = int(stream.frames) or None
-        self.codec = stream.codec_context.name
         self._frames = self._container.decode(stream)
 
     def next(self) -> Yuv420 | np.ndarray | None:
@@ -70,9 +64,17 @@ class VideoDecoder:
         self._container.close()
 
 
+# A phone's portrait video is stored landscape with a display rotation (degrees counter-
+# clockwise). OpenCV's reader turns such frames upright, and so must we: the calibration, the
+# probed frame sizes and every other reader see them upright.
+_TURN = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
 def pixels(frame) -> Yuv420 | np.ndarray:
-    """A PyAV VideoFrame -> Yuv420 views of its planes, or BGR for other formats (converted
-    by FFmpeg, as OpenCV's reader converts them)."""
-    if frame.format.name == "yuv420p" and frame.color_range != _FULL_RANGE:
+    """A PyAV VideoFrame -> Yuv420 views of its planes, or BGR for other formats and for
+    rotated video (converted by FFmpeg and turned upright, as OpenCV's reader does)."""
+    turn = _TURN.get(round(getattr(frame, "rotation", 0) or 0) % 360)
+    if turn is None and frame.format.name == "yuv420p" and frame.color_range != _FULL_RANGE:
         return Yuv420(*(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes))
-    return frame.to_ndarray(format="bgr24")
+    image = frame.to_ndarray(format="bgr24")
+    return image if turn is None else cv2.rotate(image, turn)
