@@ -44,7 +44,9 @@ class VideoDecoder:
         self.path = Path(path)
         try:
             self._container = av.open(str(self.path))
-            stream = self._container.streams.video[0]
+            stream = self._container.streams.best("video")  # as OpenCV picks it (not cover art)
+            if stream is None:
+                raise IndexError("no video stream")
         except (av.error.FFmpegError, IndexError, OSError) as exc:
             raise VideoFileError(f"{self.path.name} cannot be read as a video ({exc})") from None
         stream.thread_type = "NONE"
