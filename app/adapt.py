@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.capture.frames import Frame
 from calibration.errors import TriangulumError
 from engines.blazepose.modules import LANDMARK_INPUT
 from engines.blazepose.roi import crop
@@ -36,10 +37,12 @@ from training.adapt import (
 )
 
 
-def rgb_crop(image: np.ndarray, roi) -> np.ndarray:
-    """The landmark network's 256 x 256 crop of a BGR frame through `roi`, as RGB uint8 (what
-    engines.blazepose.pipeline.landmark_input feeds it, before scaling to [0, 1])."""
-    return np.ascontiguousarray(crop(image, roi, LANDMARK_INPUT)[..., ::-1])
+def rgb_crop(frame: Frame, roi) -> np.ndarray:
+    """The landmark network's 256 x 256 crop of a frame through `roi`, as RGB uint8 (what
+    engines.blazepose.pipeline.landmark_input feeds it, before scaling to [0, 1]); cut from
+    the decoder's planes where the frame has them, as the tracker cut it."""
+    pixels = frame.planes if frame.planes is not None else frame.image
+    return np.ascontiguousarray(crop(pixels, roi, LANDMARK_INPUT)[..., ::-1])
 
 
 def collect_take(take, process_config, config: AdaptConfig | None = None,
@@ -84,7 +87,7 @@ def collect_take(take, process_config, config: AdaptConfig | None = None,
         by_camera = {fr.camera: fr for fr in fs.frames}
         for c, name in enumerate(take.rig.names):
             if usable[c, f] and name in by_camera:
-                images.append(rgb_crop(by_camera[name].image, rois[c][f]))
+                images.append(rgb_crop(by_camera[name], rois[c][f]))
                 rows.append((f, c))
     if not rows:
         raise TriangulumError(f"{take.source}: no crop has views that agree on it; check the calibration "
@@ -129,7 +132,7 @@ def generic_crops(step: int = 3) -> np.ndarray:
         by_camera = {fr.camera: fr for fr in fs.frames}
         for v, people in enumerate(result.views):
             for roi in people.rois[:1]:  # the best-scoring person of the view
-                out.append(rgb_crop(by_camera[take.rig.names[v]].image, roi))
+                out.append(rgb_crop(by_camera[take.rig.names[v]], roi))
     return np.stack(out)
 
 
