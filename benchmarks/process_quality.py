@@ -223,7 +223,7 @@ SPEED_OPTIONS = {
 
 class OpenCvVideo:
     """The offline video reader before the YUV planes: OpenCV's decoder (one thread), whole
-    frames in BGR (the interface of app.process.reader._SequentialVideo)."""
+    frames in BGR (the interface of app.process.video_file.VideoReader)."""
 
     def __init__(self, camera: str, path: Path) -> None:
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
@@ -246,13 +246,13 @@ def video_reader(kind: str | None):
     """Plain videos read by OpenCV instead of the default reader within the block."""
     import app.process.reader as reader
 
-    default = reader._SequentialVideo
+    default = reader.VideoReader
     if kind == "opencv":
-        reader._SequentialVideo = OpenCvVideo
+        reader.VideoReader = OpenCvVideo
     try:
         yield
     finally:
-        reader._SequentialVideo = default
+        reader.VideoReader = default
 
 
 def real_takes() -> dict[str, tuple[list[Path], Path, int]]:

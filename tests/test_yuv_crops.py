@@ -10,7 +10,8 @@ import pytest
 
 from app.capture.frames import Frame
 from app.process.inputs import open_take
-from app.process.reader import _SequentialVideo, frame_sets
+from app.process.reader import frame_sets
+from app.process.video_file import VideoReader
 from engines.blazepose import yuv
 from engines.blazepose.roi import Roi, crop
 from engines.blazepose.yuv import Yuv420
@@ -96,7 +97,7 @@ def test_a_full_range_video_is_read_as_bgr(tmp_path):
     path = tmp_path / "mjpeg.avi"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-frames:v", "3",
                     "-c:v", "mjpeg", "-q:v", "2", str(path)], check=True)
-    video = _SequentialVideo("cam", path)
+    video = VideoReader("cam", path)
     try:
         image = video.read(1)
     finally:
@@ -118,7 +119,7 @@ def test_a_rotated_phone_video_is_read_upright_as_opencv_reads_it(tmp_path, rota
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", str(plain)], check=True)
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}",
                     str(turned)], check=True)
-    video = _SequentialVideo("cam", turned)
+    video = VideoReader("cam", turned)
     try:
         image = video.read(0)
     finally:

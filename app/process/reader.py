@@ -10,59 +10,13 @@ import queue
 import threading
 from collections.abc import Iterator
 
-import numpy as np
-
 from app.capture.frames import Frame, FrameSet
 from app.capture.sources import SourceFailure
 from app.process.inputs import Take
-from app.process.video_file import VideoDecoder, VideoFileError
+from app.process.video_file import VideoReader
 from calibration.errors import TriangulumError
 from calibration.takes import DamagedFrame, TrackReader, open_session
 from engines.blazepose.yuv import Yuv420
-
-
-class _SequentialVideo:
-    """Frames of a plain video by increasing index (decodes forward, never seeks), as
-    app.process.video_file decodes them: a decoder's planes or BGR pixels."""
-
-    def __init__(self, camera: str, path) -> None:
-        self.camera = camera
-        self.path = path
-        self._decoder: VideoDecoder | None = None
-        self._start()
-
-    def _start(self) -> None:
-        if self._decoder is not None:
-            self._decoder.close()
-        try:
-            self._decoder = VideoDecoder(self.path)
-        except VideoFileError as exc:
-            raise TriangulumError(f"camera '{self.camera}': {exc}; check the file, or re-encode it "
-                                  "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4).") from None
-        self._pos = -1
-
-    def _next(self, i: int) -> Yuv420 | np.ndarray:
-        try:
-            pixels = self._decoder.next()
-        except VideoFileError as exc:
-            raise TriangulumError(f"camera '{self.camera}': frame {self._pos + 1}: {exc}; the file is damaged "
-                                  f"there (re-encode it, or process up to it with --frames 0:{i}).") from None
-        if pixels is None:
-            raise TriangulumError(f"camera '{self.camera}': video {self.path.name} ends at frame {self._pos + 1}, "
-                                  f"before frame {i}; the file is shorter than it says (re-encode it).")
-        self._pos += 1
-        return pixels
-
-    def read(self, i: int) -> Yuv420 | np.ndarray:
-        if i <= self._pos:
-            self._start()
-        while self._pos < i - 1:
-            self._next(i)
-        return self._next(i)
-
-    def close(self) -> None:
-        if self._decoder is not None:
-            self._decoder.close()
 
 
 def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[FrameSet]:
@@ -76,7 +30,7 @@ def frame_sets(take: Take, start: int = 0, stop: int | None = None) -> Iterator[
         session = open_session(take.videos[0].path.parent)
         readers = [TrackReader(session.track(v.camera)) for v in take.videos]
     else:
-        readers = [_SequentialVideo(v.camera, v.path) for v in take.videos]
+        readers = [VideoReader(v.camera, v.path) for v in take.videos]
     try:
         for k in range(start, stop):
             frames = []

@@ -24,46 +24,67 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.errors import TriangulumError
 from engines.blazepose.yuv import Yuv420
 
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG: "yuvj" video, which OpenCV's I420 formula would misread
 
 
-class VideoFileError(Exception):
-    """The file cannot be opened as a video, or a frame of it cannot be decoded."""
+class VideoReader:
+    """Frames of one camera's video file by increasing index (decodes forward, never seeks):
+    `read(i)` -> Yuv420 planes (limited-range 4:2:0, nearly every camera and encoder) or
+    (H, W, 3) uint8 BGR (anything else). Asking for an earlier frame starts the file again."""
 
+    def __init__(self, camera: str, path: str | Path) -> None:
+        self.camera = camera
+        self.path = Path(path)
+        self._container = None
+        self._start()
 
-class VideoDecoder:
-    """Frames of one video file in order: `next()` -> Yuv420 planes (limited-range 4:2:0,
-    nearly every camera and encoder) or (H, W, 3) uint8 BGR (anything else), None at the end.
-    """
-
-    def __init__(self, path: str | Path) -> None:
+    def _start(self) -> None:
         import av
 
-        self.path = Path(path)
+        self.close()
         try:
             self._container = av.open(str(self.path))
             stream = self._container.streams.best("video")  # as OpenCV picks it (not cover art)
             if stream is None:
                 raise IndexError("no video stream")
         except (av.error.FFmpegError, IndexError, OSError) as exc:
-            raise VideoFileError(f"{self.path.name} cannot be read as a video ({exc})") from None
+            raise TriangulumError(f"camera '{self.camera}': {self.path.name} cannot be read as a video ({exc}); "
+                                  "check the file, or re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4).") from None
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
         self._frames = self._container.decode(stream)
+        self._pos = -1
 
-    def next(self) -> Yuv420 | np.ndarray | None:
+    def _next(self, i: int):
+        """The next decoded frame (a PyAV VideoFrame); i, the frame asked for, is for the messages."""
         import av
 
         try:
             frame = next(self._frames, None)
         except av.error.FFmpegError as exc:
-            raise VideoFileError(f"a frame of {self.path.name} cannot be decoded ({exc})") from None
-        return None if frame is None else pixels(frame)
+            raise TriangulumError(f"camera '{self.camera}': frame {self._pos + 1} of {self.path.name} cannot be "
+                                  f"decoded ({exc}); the file is damaged there (re-encode it, or process up to it "
+                                  f"with --frames 0:{i}).") from None
+        if frame is None:
+            raise TriangulumError(f"camera '{self.camera}': video {self.path.name} ends at frame {self._pos + 1}, "
+                                  f"before frame {i}; the file is shorter than it says (re-encode it).")
+        self._pos += 1
+        return frame
+
+    def read(self, i: int) -> Yuv420 | np.ndarray:
+        if i <= self._pos:
+            self._start()
+        while self._pos < i - 1:
+            self._next(i)  # decoded, not converted
+        return pixels(self._next(i))
 
     def close(self) -> None:
-        self._container.close()
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
 
 # A phone's portrait video is stored landscape with a display rotation (degrees counter-
