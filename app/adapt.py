@@ -40,9 +40,11 @@ from training.adapt import (
 def rgb_crop(frame: Frame, roi) -> np.ndarray:
     """The landmark network's 256 x 256 crop of a frame through `roi`, as RGB uint8 (what
     engines.blazepose.pipeline.landmark_input feeds it, before scaling to [0, 1]); cut from
-    the decoder's planes where the frame has them, as the tracker cut it."""
-    pixels = frame.planes if frame.planes is not None else frame.image
-    return np.ascontiguousarray(crop(pixels, roi, LANDMARK_INPUT)[..., ::-1])
+    the full-size pixels pose uses (`pose_image`: the decoder's planes where the frame has
+    them), as the tracker cut it."""
+    from app.process.pipeline import pose_image
+
+    return np.ascontiguousarray(crop(pose_image(frame, None)[0], roi, LANDMARK_INPUT)[..., ::-1])
 
 
 def collect_take(take, process_config, config: AdaptConfig | None = None,
