@@ -65,7 +65,8 @@ class Observations:
 @dataclass
 class BundleOptions:
     """loss: scipy robust loss; f_scale: inlier scale in px; intrinsics: names from
-    INTRINSIC_NAMES to refine (empty: fixed); fixed_cameras: indices whose pose is held;
+    INTRINSIC_NAMES to refine (empty: fixed), or "f" for one focal length per camera with
+    square pixels (fy = fx, set so at the start); fixed_cameras: indices whose pose is held;
     warm_start_scale: f_scale (px) of a first, wide-band pass (robust losses only)."""
 
     loss: str = "soft_l1"
@@ -160,21 +161,28 @@ class _Problem:
         self.k = structure.shape[1]
         if self.k not in (3, 6) or (self.k == 6) != (obs.local is not None):
             raise TriangulumError("bundle adjustment: structure must be (S, 6) poses with local points or (S, 3) points without.")
-        unknown = set(options.intrinsics) - set(INTRINSIC_NAMES)
+        unknown = set(options.intrinsics) - set(INTRINSIC_NAMES) - {"f"}
         if unknown:
             raise TriangulumError(f"bundle adjustment: unknown intrinsic parameter(s) {sorted(unknown)}; use {INTRINSIC_NAMES}.")
         blocks = [camera_params(c) for c in rig.cameras]
+        self.square = "f" in options.intrinsics
+        if self.square:
+            for b in blocks:
+                b[1][1] = b[1][0]
         self.full = np.concatenate([np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]), structure.ravel()])
         self.o_int = 6 * self.C
         self.o_str = 15 * self.C
         free = np.ones(self.full.size, bool)
         for c in options.fixed_cameras:
             free[6 * c : 6 * c + 6] = False
-        intr_free = np.array([n in options.intrinsics for n in INTRINSIC_NAMES])
+        intr_free = np.array([n in options.intrinsics or (self.square and n == "fx") for n in INTRINSIC_NAMES])
         free[self.o_int : self.o_str] = np.tile(intr_free, self.C)
         self.free = free
         self.col_map = np.full(self.full.size, -1)
         self.col_map[free] = np.arange(free.sum())
+        self.fx_cols = self.o_int + 9 * np.arange(self.C)
+        if self.square:  # fy follows fx: its Jacobian column adds to fx's (duplicates sum in csr)
+            self.col_map[self.fx_cols + 1] = self.col_map[self.fx_cols]
         self.obs = obs
         self.cam_t = torch.as_tensor(obs.camera)
         self.el_t = torch.as_tensor(obs.element)
@@ -193,6 +201,8 @@ class _Problem:
     def unpack(self, x: np.ndarray) -> np.ndarray:
         full = self.full.copy()
         full[self.free] = x
+        if self.square:
+            full[self.fx_cols + 1] = full[self.fx_cols]
         return full
 
     def _blocks(self, full: np.ndarray):

@@ -19,6 +19,7 @@ caller (engines/ knows the skeletons; calibration does not import it).
 from __future__ import annotations
 
 import itertools
+import warnings as py_warnings  # `warnings` is the name of the solver's message lists
 from dataclasses import dataclass, field
 
 import cv2
@@ -244,23 +245,7 @@ def calibrate_from_person(
     if progress is not None:
         progress("initial poses", 1, 1)
     # 3. Bundle adjustment over cameras and joint positions.
-    rig0 = _posed(intrinsics, poses)
-    tracks = np.where(np.isfinite(X).all(1))[0]
-    track_of = np.full(N, -1)
-    track_of[tracks] = np.arange(len(tracks))
-    cam_i, trk_i = np.nonzero(valid[:, tracks])
-    obs = Observations(cam_i, trk_i, pts[cam_i, tracks[trk_i]])
-    # Start from observations that agree with the initial reconstruction.
-    err0 = np.linalg.norm(rig0.project(X[tracks])[cam_i, trk_i] - obs.points, axis=-1)
-    keep = np.isfinite(err0) & (err0 < 5 * options.outlier_px)
-    obs, cam_i = obs.subset(keep), cam_i[keep]
-    bopts = BundleOptions(f_scale=options.f_scale, fixed_cameras=(a,))
-    res = bundle_adjust(rig0, obs, X[tracks], bopts)
-    limit = max(options.outlier_px, 4 * float(np.nanmedian(res.errors)))
-    keep = np.isfinite(res.errors) & (res.errors <= limit)
-    if (~keep).any():
-        obs = obs.subset(keep)
-        res = bundle_adjust(res.rig, obs, res.structure, bopts)
+    res, obs, tracks = adjust(_posed(intrinsics, poses), pts, valid, X, options, fixed=(a,))
     if progress is not None:
         progress("bundle adjustment", 1, 1)
     check_support(intrinsics.names, np.bincount(obs.camera, minlength=C), valid.sum(1), options.min_support)
@@ -279,7 +264,7 @@ def calibrate_from_person(
     scale = stature = None
     P = points.reshape(F, J, 3)
     if options.feet:
-        rig, P, scale, stature = _floor_and_scale(rig, P, options, warnings)
+        rig, P, scale, stature = floor_and_scale(rig, P, options, warnings)
     elif options.height is not None:
         warnings.append("the person's height was given without foot joints; the scale and the floor were not set.")
     rig.metadata.update({"adjusted": True, "source": "from-person"})
@@ -289,6 +274,29 @@ def calibrate_from_person(
     # Reorder cameras as given (posing order differs).
     rig = Rig([rig[n] for n in intrinsics.names], rig.metadata)
     return PersonResult(rig, frames, P, res.errors, obs, tracks[obs.element], inliers, order, scale, stature, res, warnings)
+
+
+def adjust(rig0: Rig, pts: np.ndarray, valid: np.ndarray, X: np.ndarray, options: PersonOptions,
+           fixed: tuple[int, ...] = (0,), intrinsics: tuple[str, ...] = ()) -> tuple[BundleResult, Observations, np.ndarray]:
+    """Robust bundle adjustment of posed cameras and joint positions, an outlier cull and a
+    second pass. pts (C, N, 2) px, valid (C, N), X (N, 3) initial joints (NaN: not
+    reconstructed); intrinsics: names to refine too (see BundleOptions).
+    -> (result, kept observations, the indices into N of the adjusted tracks)."""
+    tracks = np.where(np.isfinite(X).all(1))[0]
+    cam_i, trk_i = np.nonzero(valid[:, tracks])
+    obs = Observations(cam_i, trk_i, pts[cam_i, tracks[trk_i]])
+    # Start from observations that agree with the initial reconstruction.
+    err0 = np.linalg.norm(rig0.project(X[tracks])[cam_i, trk_i] - obs.points, axis=-1)
+    keep = np.isfinite(err0) & (err0 < 5 * options.outlier_px)
+    obs = obs.subset(keep)
+    bopts = BundleOptions(f_scale=options.f_scale, fixed_cameras=fixed, intrinsics=intrinsics)
+    res = bundle_adjust(rig0, obs, X[tracks], bopts)
+    limit = max(options.outlier_px, 4 * float(np.nanmedian(res.errors)))
+    keep = np.isfinite(res.errors) & (res.errors <= limit)
+    if (~keep).any():
+        obs = obs.subset(keep)
+        res = bundle_adjust(res.rig, obs, res.structure, bopts)
+    return res, obs, tracks
 
 
 def check_support(names: list[str], kept: np.ndarray, confident: np.ndarray, min_support: float) -> np.ndarray:
@@ -330,7 +338,7 @@ def _upright(P: np.ndarray, feet: np.ndarray, still: np.ndarray, trunk: list[int
     return up / np.linalg.norm(up)
 
 
-def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
+def floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: list[str]):
     """Z-up floor frame from the feet and metric scale from the stature. P: (F, J, 3).
 
     The floor is fitted through the planted (still) foot positions when they cover an
@@ -349,7 +357,8 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
     if len(feet) < 3:
         warnings.append("the feet were not reconstructed; the floor and scale were not set.")
         return rig, P, None, None
-    with np.errstate(all="ignore"):
+    with py_warnings.catch_warnings():  # frames without the top or the feet are NaN, as wanted
+        py_warnings.simplefilter("ignore", RuntimeWarning)
         axis = np.nanmean(P[:, top_idx], 1) - np.nanmean(P[:, feet_idx], 1)  # (F, 3)
     axis = axis[np.isfinite(axis).all(-1)]
     if len(axis) == 0:
@@ -396,7 +405,9 @@ def _floor_and_scale(rig: Rig, P: np.ndarray, options: PersonOptions, warnings: 
         if not options.top:
             warnings.append("no eye joints were given; the scale was not set from the height.")
         else:
-            eye_z = np.nanmean(P[:, list(options.top), 2], axis=1)  # (F,)
+            with py_warnings.catch_warnings():
+                py_warnings.simplefilter("ignore", RuntimeWarning)
+                eye_z = np.nanmean(P[:, list(options.top), 2], axis=1)  # (F,)
             eye_z = eye_z[np.isfinite(eye_z)]
             if eye_z.size == 0:
                 warnings.append("the eyes were not reconstructed; the scale was not set from the height.")

@@ -43,18 +43,21 @@ MAX_ASSIGNMENTS = 200_000  # exhaustive search up to this many combinations, els
 @dataclass
 class Candidates:
     """The people tracked in one view: keypoints (K, F, J, 2) px NaN where absent, confidence
-    (K, F, J), ids (K,) the tracker's IDs."""
+    (K, F, J), ids (K,) the tracker's IDs; world (K, F, J, 3) their single-view metric 3D poses
+    (optional; calibration-free capture needs them)."""
 
     keypoints: np.ndarray
     confidence: np.ndarray
     ids: np.ndarray
+    world: np.ndarray | None = None
 
 
 @dataclass
 class Chosen:
     """keypoints (C, F, J, 2), confidence (C, F, J): the chosen person in every view;
     tracks: per view the candidate IDs used; agreement: (C, C) inlier share between the chosen
-    candidates (NaN: no common frames); consistent: every pair agrees; notes: what was decided."""
+    candidates (NaN: no common frames); consistent: every pair agrees; notes: what was decided;
+    world (C, F, J, 3): the chosen person's single-view 3D poses where the candidates had them."""
 
     keypoints: np.ndarray
     confidence: np.ndarray
@@ -62,6 +65,7 @@ class Chosen:
     agreement: np.ndarray
     consistent: bool
     notes: list[str] = field(default_factory=list)
+    world: np.ndarray | None = None
 
 
 def _pair_share(xa: np.ndarray, xb: np.ndarray, ok: np.ndarray, threshold: float, least: int) -> float:
@@ -114,6 +118,8 @@ def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float 
     best = _best_assignment(share, motion, [len(v.ids) for v in views])
     chosen_kp = np.stack([views[c].keypoints[best[c]] for c in range(C)])
     chosen_cf = np.stack([views[c].confidence[best[c]] for c in range(C)])
+    has_world = all(v.world is not None for v in views)
+    chosen_w = np.stack([views[c].world[best[c]] for c in range(C)]) if has_world else None
     tracks = [[int(views[c].ids[best[c]])] for c in range(C)]
     agreement = np.full((C, C), np.nan)
     for (a, b), s in share.items():
@@ -139,6 +145,8 @@ def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float 
             votes = [s for s in votes if np.isfinite(s)]
             if votes and min(votes) >= bar:
                 chosen_kp[c, present], chosen_cf[c, present] = v.keypoints[i, present], v.confidence[i, present]
+                if chosen_w is not None:
+                    chosen_w[c, present] = v.world[i, present]
                 tracks[c].append(int(v.ids[i]))
                 notes.append(f"{intrinsics.names[c]}: track {int(v.ids[i])} continues the same person.")
     if not consistent:
@@ -146,7 +154,7 @@ def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float 
                for a, b in itertools.combinations(range(C), 2) if agreement[a, b] < bar]
         notes.append("no choice of people agrees in every pair of views (inlier shares " + ", ".join(bad) + "); the "
                      "best one is used and the calibration's own checks decide.")
-    return Chosen(chosen_kp, chosen_cf, tracks, agreement, consistent, notes)
+    return Chosen(chosen_kp, chosen_cf, tracks, agreement, consistent, notes, chosen_w)
 
 
 def _best_assignment(share: dict[tuple[int, int], np.ndarray], motion: list[np.ndarray],

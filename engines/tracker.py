@@ -65,7 +65,9 @@ class ViewPeople:
 
     keypoints (P, J, 2) image pixels; confidence (P, J) heatmap peak in [0, 1];
     track_ids (P,) per-view track IDs; scores (P,) pose flags; rois (P,) the crops the
-    landmarks came from (empty when the 2D was read from files), which adaptation cuts again.
+    landmarks came from (empty when the 2D was read from files), which adaptation cuts again;
+    world (P, J, 3) BlazePose's single-view metric 3D pose (hip-centred, camera axes; None when
+    the 2D was read from files), which calibration-free capture starts from.
     """
 
     keypoints: np.ndarray
@@ -73,6 +75,7 @@ class ViewPeople:
     track_ids: np.ndarray
     scores: np.ndarray
     rois: tuple[Roi, ...] = ()
+    world: np.ndarray | None = None
 
     @staticmethod
     def empty(joints: int = BODY_JOINTS) -> ViewPeople:
@@ -227,4 +230,5 @@ def _view_people(tracks: list[_Track]) -> ViewPeople:
         track_ids=np.array([t.track_id for t in tracks], np.int64),
         scores=np.array([t.pose.pose_score for t in tracks], np.float64),
         rois=tuple(t.pose.roi for t in tracks),
+        world=np.stack([t.pose.world[:BODY_JOINTS] for t in tracks]).astype(np.float64),
     )

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a session folder (as recorded by `triangulum capture --record`), a folder of "
                    "videos, or one video per camera named after the camera; none: the built-in sample")
     p.add_argument("--calib", type=Path, help="rig calibration, any format `triangulum calib convert` reads "
-                   "(default: the session's calibration.toml)")
+                   "(default: the session's calibration.toml); `none`, or videos given without it: "
+                   "calibration-free, the cameras are estimated from the person (written as calibration.toml)")
     p.add_argument("--calib-units", choices=UNIT_CHOICES, default="auto",
                    help="length unit of the calibration (default auto: told from the rig's geometry; "
                    "FreeMoCap and Anipose write millimetres)")
@@ -72,8 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scale an OpenSim model to each person and run inverse kinematics: writes "
                    "kinematics/<person>.osim, joint angles (.mot), marker errors and a joint-angle plot "
                    "(needs OpenSim and Pose2Sim's model files: pip install 'triangulum[opensim]' && pip install --no-deps pose2sim)")
-    p.add_argument("--height", type=float, metavar="M", help="with --kinematics: the participant's height in m, "
-                   "recorded in the scaled model (OpenSim scales the segments by the markers, not by height)")
+    p.add_argument("--height", type=float, metavar="M", help="the participant's height in m: without a calibration "
+                   "it sets the scale (default 1.70); with --kinematics it is recorded in the scaled model "
+                   "(OpenSim scales the segments by the markers, not by height)")
     p.add_argument("--mass", type=float, default=70.0, metavar="KG",
                    help="with --kinematics: the participant's mass in kg (default 70)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay videos")
@@ -151,6 +153,31 @@ def summary(result, quality: dict, files: list[Path], outdir: Path, seconds: flo
     return "\n".join(lines)
 
 
+def calibration_free(args: argparse.Namespace) -> bool:
+    """`--calib none`, or video files given with no calibration: estimate the cameras."""
+    if args.calib is not None and str(args.calib).lower() == "none":
+        if args.keypoints:
+            raise TriangulumError("--keypoints needs a calibration; calibration-free capture works from the videos.")
+        if not args.inputs:
+            raise TriangulumError("--calib none needs the videos (one per camera) or a folder of them.")
+        return True
+    return bool(args.calib is None and not args.keypoints and args.inputs
+                and all(p.is_file() for p in args.inputs))
+
+
+def free_summary(figures: dict, path: Path) -> str:
+    lines = [f"No calibration: cameras estimated from the person ({figures['frames_used']} frames, height "
+             f"{figures['height_m']:.2f} m{'' if figures['height_given'] else ', the default; give --height'}), "
+             f"written to {path} (reuse it with --calib)"]
+    lines += [f"  {s['stage']}: reprojection {s['median_px']:.1f} px median, {s['p95_px']:.1f} px p95, "
+              f"{s['seconds']:.1f} s" for s in figures["stages"]]
+    lines.append("  focal lengths: " + ", ".join(f"{k} {v:.0f} px" for k, v in figures["focal_px"].items()))
+    if figures["left_right_relabelled_frames"]:
+        lines.append(f"  left/right repaired in {figures['left_right_relabelled_frames']} frames, then adjusted again")
+    lines += [f"  note: {n}" for n in figures["people"]] + [f"  warning: {w}" for w in figures["warnings"]]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.export import check_formats
     from app.process.inputs import open_take
@@ -165,8 +192,12 @@ def run(args: argparse.Namespace) -> int:
         from app.kinematics import check_available
 
         check_available()  # before the 2D, not after it
-    elif args.height is not None:
-        raise TriangulumError("--height is for --kinematics; add --kinematics or leave it out.")
+    free = calibration_free(args)
+    if args.height is not None and not (args.kinematics or free):
+        raise TriangulumError("--height is for --kinematics or a calibration-free run (--calib none); add one of "
+                              "them or leave it out.")
+    if args.height is not None and not 0.5 <= args.height <= 2.6:
+        raise TriangulumError(f"--height {args.height} is not a person's height in metres (e.g. 1.75).")
     check_formats(formats)
     if not 0 < args.overlay_scale <= 2:
         raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
@@ -186,6 +217,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.skeleton or args.fps:
             raise TriangulumError("--skeleton and --fps are for --keypoints (videos carry their own).")
+        outdir = args.output or default_output(list(args.inputs))
+        if free:
+            from app.person_calibration import calibrate_videos_free
+
+            with stage_bar("calibration-free (everyone tracked)", 0) as update:
+                args.calib, figures = calibrate_videos_free(list(args.inputs), outdir, args.height,
+                                                            progress=lambda _stage, done, _total: update(done))
+            args.calib_units = "m"
+            print(free_summary(figures, args.calib))
         take = open_take(list(args.inputs), args.calib, args.calib_units)
     config = fit_to_take(config, take)  # options that cannot work on this take fail here, before the 2D
     outdir = args.output or default_output(list(args.inputs))

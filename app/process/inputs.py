@@ -120,7 +120,7 @@ def _find_calibration(folder: Path) -> Path:
     if len(tomls) == 1:
         return tomls[0]
     raise TriangulumError(f"no calibration found in {folder} (looked for {', '.join(CALIBRATION_NAMES)}); "
-                          "pass one with --calib.")
+                          "pass one with --calib, or --calib none to estimate the cameras from the person.")
 
 
 def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = "auto") -> Take:
@@ -154,7 +154,8 @@ def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = 
                 raise TriangulumError(f"{p} does not exist; give a session folder or video files.")
         source, videos = f"{len(inputs)} videos", list(inputs)
         if calib is None:
-            raise TriangulumError("videos given without a calibration; pass the rig with --calib rig.toml.")
+            raise TriangulumError("videos given without a calibration; pass the rig with --calib rig.toml, or "
+                                  "--calib none to estimate the cameras from the person.")
     rig = convert(calib, units=calib_units, notes=warnings)
     if session is not None:
         by_camera = {t.name: t.video for t in session.tracks}
