@@ -94,15 +94,17 @@ DEFAULT_HEIGHT = 1.70  # m: an adult average (both sexes) when the user gives no
 
 
 def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], height: float | None = None,
-                   focal_ratio: float | None = None, progress=None, max_frames: int | None = 300):
+                   focal_ratio: float | None = None, progress=None, max_frames: int | None = 300,
+                   metapose: str | Path | None = None, learned: bool = True):
     """Calibration-free: the cameras and the person from the videos alone (calibration.uncalibrated).
 
     Everyone tracked in every view, the person who is the same across views chosen (with the
     guessed intrinsics), the three stages; then left/right swaps repaired with the estimated
     cameras and the stages run again on the repaired 2D (a view that labels the legs the wrong
     way round in a third of the frames costs centimetres otherwise). sizes: (width, height)
-    per source; max_frames: the first frames used (the tracker must see them in order).
-    -> (FreeResult, Chosen, frames relabelled).
+    per source; max_frames: the first frames used (the tracker must see them in order);
+    metapose: weights of the learned refinement (default the shipped ones); learned: False
+    skips stage 2. -> (FreeResult, Chosen, frames relabelled).
     """
     from app.process.handedness import apply_flips, solve_take
     from calibration.uncalibrated import FOCAL_RATIO, guess_intrinsics, solve_uncalibrated
@@ -111,7 +113,16 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
     guess = guess_intrinsics([s.name for s in sources], sizes, FOCAL_RATIO if focal_ratio is None else focal_ratio)
     chosen = same_person(detect_people_2d(sources, progress, max_frames), guess)
     options = person_options(height or DEFAULT_HEIGHT, max_frames=100)
-    first = solve_uncalibrated(chosen.keypoints, chosen.confidence, chosen.world, guess, options)
+    refine = None
+    if learned:
+        from engines.metapose import load_metapose, refine_take
+
+        net = load_metapose(metapose)
+
+        def refine(rig, points, kp, cf, world):
+            return refine_take(net, rig, points, kp, cf, world, options.min_confidence)
+
+    first = solve_uncalibrated(chosen.keypoints, chosen.confidence, chosen.world, guess, options, refine)
     flips = solve_take(first.rig, chosen.keypoints, chosen.confidence, BLAZEPOSE33)
     relabelled = int(np.any([f.any(1) for f in flips.values()], axis=0).sum()) if flips else 0
     if not relabelled:
@@ -119,7 +130,7 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
     kp, cf = apply_flips(chosen.keypoints, chosen.confidence, flips, BLAZEPOSE33)
     if progress is not None:
         progress("left/right repaired; adjusting again", 1, 1)
-    return solve_uncalibrated(kp, cf, chosen.world, guess, options), chosen, relabelled
+    return solve_uncalibrated(kp, cf, chosen.world, guess, options, refine), chosen, relabelled
 
 
 def free_videos(inputs: list[Path]) -> list[Path]:

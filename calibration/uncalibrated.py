@@ -25,6 +25,7 @@ height and the floor. Pure geometry on arrays, as calibration.from_person.
 from __future__ import annotations
 
 import time
+import warnings as py_warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -124,8 +125,7 @@ def initialise(keypoints: np.ndarray, confidence: np.ndarray, world: np.ndarray,
     -> (rig posed in the first camera's frame, joints (F, J, 3) in metres).
     """
     C, F, J, _ = keypoints.shape
-    ok = (confidence >= min_confidence) & np.isfinite(keypoints).all(-1) & np.isfinite(world).all(-1)
-    centred = world - np.nanmean(np.where(ok[..., None], world, np.nan), axis=2, keepdims=True)
+    ok, centred = _usable(keypoints, confidence, world, min_confidence)
     Rs = np.zeros((C, 3, 3))
     Rs[0] = np.eye(3)
     for c in range(1, C):
@@ -141,6 +141,25 @@ def initialise(keypoints: np.ndarray, confidence: np.ndarray, world: np.ndarray,
             raise TriangulumError(f"camera '{intrinsics.names[c]}' and '{intrinsics.names[0]}' see the person's 3D pose "
                                   f"together in only {len(per_frame)} frames; the person must be visible in every camera.")
         Rs[c], _ = average_rotation(np.array(per_frame), np.array(weight))
+    return place(Rs, keypoints, confidence, world, intrinsics, min_confidence)
+
+
+def _usable(keypoints: np.ndarray, confidence: np.ndarray, world: np.ndarray, min_confidence: float):
+    ok = (confidence >= min_confidence) & np.isfinite(keypoints).all(-1) & np.isfinite(world).all(-1)
+    with py_warnings.catch_warnings():  # a frame with nothing usable stays NaN
+        py_warnings.simplefilter("ignore", RuntimeWarning)
+        centred = world - np.nanmean(np.where(ok[..., None], world, np.nan), axis=2, keepdims=True)
+    return ok, centred
+
+
+def place(Rs: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray, world: np.ndarray, intrinsics: Rig,
+          min_confidence: float = 0.5) -> tuple[Rig, np.ndarray]:
+    """Camera positions and the person from camera rotations Rs (C, 3, 3) (world = the first
+    camera's axes; arrays as in `initialise`): the body is every view's 3D pose turned into the
+    world and averaged, and one linear least squares gives its path and the cameras' positions.
+    -> (posed rig, joints (F, J, 3) m)."""
+    C, F, J, _ = keypoints.shape
+    ok, centred = _usable(keypoints, confidence, world, min_confidence)
     # The body in the first camera's axes: every view's pose turned into them, averaged.
     turned = np.einsum("cki,cfjk->cfji", Rs, np.nan_to_num(centred))  # R_c^T w: (C, F, J, 3)
     wts = np.where(ok, confidence, 0.0)
@@ -201,7 +220,7 @@ def solve_uncalibrated(
     world: np.ndarray,
     intrinsics: Rig,
     options: PersonOptions | None = None,
-    refine: Callable[[Rig, np.ndarray, np.ndarray, np.ndarray], tuple[Rig, np.ndarray]] | None = None,
+    refine: Callable[[Rig, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Rig, np.ndarray]] | None = None,
     refine_focal: bool = True,
 ) -> FreeResult:
     """Cameras and joints from one person's views (module docstring).
@@ -238,7 +257,7 @@ def solve_uncalibrated(
     record("1 initialisation (monocular 3D)", t0, rig, P)
     if refine is not None:
         t0 = time.perf_counter()
-        rig, P = refine(rig, P, kp, cf)
+        rig, P = refine(rig, P, kp, cf, wl)
         record("2 learned refinement", t0, rig, P)
     t0 = time.perf_counter()
     pts = kp.reshape(C, F * J, 2)

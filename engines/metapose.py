@@ -192,3 +192,37 @@ def load_metapose(path: str | Path | None = None) -> MetaPoseNet:
     net = MetaPoseNet(int(meta.get("steps", 3)), int(meta.get("width", 512)))
     net.load_state_dict(load_file(str(path)))
     return net.eval()
+
+
+def refine_take(net: MetaPoseNet, rig, points, keypoints, confidence, world, min_confidence: float = 0.5):
+    """Stage 2 over a take: the network refines every frame's cameras from stage 1's, the rotations
+    are averaged over the frames (robustly: frames the network cannot mend are outvoted), and the
+    body and the camera positions are placed again with them (calibration.uncalibrated.place).
+
+    rig: stage 1's cameras (world = the first camera's axes); points (F, 33, 3) its joints;
+    keypoints (C, F, 33, 2) px; confidence (C, F, 33); world (C, F, 33, 3) BlazePose's per-view
+    3D -> (rig, joints (F, 33, 3)).
+    """
+    import numpy as np
+
+    from calibration.uncalibrated import average_rotation, place
+
+    J = list(JOINTS)
+    kp = torch.from_numpy(np.moveaxis(rig.undistort(keypoints)[:, :, J], 0, 1)).float()  # (F, C, J, 2)
+    cf = torch.from_numpy(np.moveaxis(confidence[:, :, J], 0, 1)).float()
+    cf = torch.where(torch.isfinite(kp).all(-1) & (cf >= min_confidence), cf, torch.zeros_like(cf))
+    norm, _, _ = normalise_2d(kp, cf)
+    R0 = torch.from_numpy(np.stack([c.R for c in rig.cameras])).float()  # (C, 3, 3)
+    X = torch.from_numpy(points[:, J]).float()
+    usable = torch.isfinite(X).all(-1).all(-1) & (cf.sum((1, 2)) > 0)  # frames stage 1 reconstructed
+    X, norm, cf = X[usable], norm[usable], cf[usable]
+    X = X - X[:, list(HIPS)].mean(1, keepdim=True)
+    R = R0[None].expand(len(X), -1, -1, -1).contiguous()
+    s, t = fit_scale_shift(X, R, norm, cf)
+    with torch.no_grad():
+        R, *_ = net(norm, cf, R, s, t, X)[-1]
+    R = R.double().numpy()  # (F', C, 3, 3)
+    weight = cf.sum(-1).double().numpy()  # (F', C)
+    Rs = np.stack([average_rotation(R[:, c], weight[:, c])[0] for c in range(R.shape[1])])
+    Rs[0] = np.eye(3)
+    return place(Rs, keypoints, confidence, world, rig, min_confidence)

@@ -128,7 +128,11 @@ def synthesise_world(rng: np.random.Generator, model: WorldError, truth_cam: np.
     """BlazePose-like per-view 3D from the truth in camera axes, hip-centred. (..., J, 3) -> same."""
     shape = truth_cam.shape[:-2]
     axis = rng.normal(size=shape + (3,))
-    axis *= np.radians(model.tilt_deg) / np.sqrt(3)
+    # The tilt's size varies per sample, 0.2-1.2 times the fitted RMS: how far a monocular pose
+    # tilts depends on the view (the close, cropped webcam views it was fitted on tilt ~3 times
+    # more than the studio take's full-body views), and the refinement must neither
+    # over-correct a good start nor give up on a bad one.
+    axis *= np.radians(model.tilt_deg) / np.sqrt(3) * rng.uniform(0.2, 1.2, shape)[..., None]
     R = _rotation(axis)
     scale = rng.normal(model.scale[0], model.scale[1], shape)[..., None, None]
     w = scale * np.einsum("...ik,...jk->...ji", R, truth_cam)
