@@ -255,10 +255,19 @@ def solve_uncalibrated(
     t0 = time.perf_counter()
     rig, P = initialise(kp, cf, wl, intrinsics, options.min_confidence)
     record("1 initialisation (monocular 3D)", t0, rig, P)
+    warnings: list[str] = []
     if refine is not None:
         t0 = time.perf_counter()
-        rig, P = refine(rig, P, kp, cf, wl)
-        record("2 learned refinement", t0, rig, P)
+        rig2, P2 = refine(rig, P, kp, cf, wl)
+        record("2 learned refinement", t0, rig2, P2)
+        # The refinement is kept only where it agrees with the views better than its start (it
+        # learned on synthetic studios; a take unlike them must not pay for it).
+        if stages[-1].median_px < stages[-2].median_px:
+            rig, P = rig2, P2
+        else:
+            warnings.append(f"the learned refinement did not bring the cameras closer to the views "
+                            f"({stages[-2].median_px:.1f} -> {stages[-1].median_px:.1f} px median); the "
+                            "adjustment started from the initialisation.")
     t0 = time.perf_counter()
     pts = kp.reshape(C, F * J, 2)
     res, obs, tracks = adjust(rig, pts, valid.reshape(C, -1), P.reshape(-1, 3), options, fixed=(0,))
@@ -273,7 +282,6 @@ def solve_uncalibrated(
     points[tracks[seen >= 2]] = res.structure[seen >= 2]
     support = check_support(intrinsics.names, np.bincount(obs.camera, minlength=C), valid.reshape(C, -1).sum(1),
                             options.min_support)
-    warnings: list[str] = []
     rig = res.rig
     for cam in rig.cameras:
         ratio = cam.K[0, 0] / max(cam.size)

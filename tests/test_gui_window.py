@@ -15,7 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import cv2
 import numpy as np
 import pytest
-from PyQt6 import QtCore
+from PyQt6 import QtCore, QtWidgets
 from PyQt6.QtTest import QTest
 
 from app.export.trc import marker_names, read_trc
@@ -313,3 +313,31 @@ def test_adapt_to_this_studio_from_the_tools_menu(make_window, qtbot, tmp_path):
     qtbot.mouseClick(dialog.use_button, QtCore.Qt.MouseButton.LeftButton)
     assert w.controller.choice.backbone == str(tmp_path / "model")
     assert "2D model:" in w.status.text()
+
+
+def test_no_calibration_estimates_the_cameras_from_the_person(make_window, qtbot, tmp_path):
+    """The loaded videos without a calibration: "None: estimate from the person" runs the
+    calibration-free steps on a worker thread, shows each stage, and "Use these cameras" loads
+    the estimated rig, so the take plays with 3D poses."""
+    from app.gui.free_dialog import open_free_dialog
+
+    w = make_window()
+    assert open_free_dialog(w) is None and "two or more videos" in w.last_error
+    w.controller.add_sources(SOURCES)
+    assert w.controller.rig is None
+    qtbot.mouseClick(w.panel.estimate_calibration, QtCore.Qt.MouseButton.LeftButton)
+    dialog = w.findChild(QtWidgets.QDialog)
+    assert dialog is not None and dialog.windowTitle().startswith("No calibration")
+    dialog.folder.setText(str(tmp_path / "free"))
+    dialog.height_box.setValue(1.7)
+    dialog.run()
+    qtbot.waitUntil(lambda: not dialog.job.thread.is_alive(), timeout=600_000)
+    dialog.poll()
+    report = dialog.report.toPlainText()
+    assert dialog.use_button.isEnabled(), report
+    assert "1 initialisation" in report and "3 bundle adjustment" in report and "focal lengths" in report
+    if os.environ.get("TRIANGULUM_SCREENSHOTS"):
+        dialog.grab().save(str(Path(os.environ["TRIANGULUM_SCREENSHOTS"]) / "free_dialog.png"))
+    qtbot.mouseClick(dialog.use_button, QtCore.Qt.MouseButton.LeftButton)
+    assert w.controller.rig is not None and w.controller.rig.names == ["cam01", "cam02", "cam03", "cam04"]
+    assert (tmp_path / "free" / "calibration.toml").is_file()

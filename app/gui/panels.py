@@ -65,8 +65,12 @@ class SessionPanel(QtWidgets.QWidget):
         self.calibration_label = QtWidgets.QLabel("none: cameras are shown without poses")
         self.calibration_label.setWordWrap(True)
         self.load_calibration = QtWidgets.QPushButton("Load…")
+        self.estimate_calibration = QtWidgets.QPushButton("None: estimate from the person…")
+        self.estimate_calibration.setToolTip("Calibration-free: estimate the cameras from the person in the loaded "
+                                             "videos (no board)")
         c.addWidget(self.calibration_label)
         c.addWidget(self.load_calibration)
+        c.addWidget(self.estimate_calibration)
         layout.addWidget(calib)
 
         pipeline = QtWidgets.QGroupBox("Pipeline")

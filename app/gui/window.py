@@ -114,6 +114,7 @@ class MainWindow(WindowLayout, QtWidgets.QMainWindow):
         p.add_session.clicked.connect(self.ask_session)
         p.remove_source.clicked.connect(self.remove_selected_source)
         p.load_calibration.clicked.connect(self.ask_calibration)
+        p.estimate_calibration.clicked.connect(self.estimate_calibration)
         p.start_button.clicked.connect(self.toggle_start)
         p.record_button.clicked.connect(lambda _=False: self.toggle_record())
         p.export_button.clicked.connect(self.ask_export)
@@ -184,6 +185,11 @@ class MainWindow(WindowLayout, QtWidgets.QMainWindow):
         if path:
             self.settings.setValue("paths/calibration", str(Path(path).parent))
             self.load_calibration(Path(path))
+
+    def estimate_calibration(self) -> None:
+        from app.gui.free_dialog import open_free_dialog
+
+        open_free_dialog(self)
 
     def add_sources(self, specs: list[str]) -> None:
         self._guard(lambda: self.controller.add_sources(specs))

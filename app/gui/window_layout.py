@@ -66,9 +66,13 @@ class WindowLayout:
         file = bar.addMenu("&File")
         from app.gui.wizard import open_wizard
 
+        from app.gui.free_dialog import open_free_dialog
+
         self.act_calibrate = self._action("&Calibrate cameras…", lambda: open_wizard(self))
+        self.act_free = self._action("&No calibration: estimate the cameras from the person…",
+                                     lambda: open_free_dialog(self))
         for act in (self.act_webcam, self.act_videos, self.act_session, self.act_sample, self.act_clear, None,
-                    self.act_calibration, self.act_calibrate, None, self.act_export, None, self.act_quit):
+                    self.act_calibration, self.act_calibrate, self.act_free, None, self.act_export, None, self.act_quit):
             file.addSeparator() if act is None else file.addAction(act)
         capture = bar.addMenu("&Capture")
         for act in (self.act_start, self.act_play, self.act_step_back, self.act_step_fwd, None, self.act_record):
