@@ -222,43 +222,45 @@ def main(argv: list[str] | None = None) -> int:
                    help="starting focal lengths, as a fraction of the image's long side (first: the default)")
     p.add_argument("--synthetic", action="store_true", help="also the synthetic takes of 2, 3, 4 and 8 cameras")
     p.add_argument("--takes", type=int, default=2, help="synthetic takes per camera count (default 2)")
+    p.add_argument("--no-studio", action="store_true", help="skip the studio take (synthetic only)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    videos = sorted((TAKE / "videos").glob("cam*.mp4"))
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, ratio in enumerate(a.focal_ratios):
-            row, rig = run_free(videos, ratio)
-            if k == 0:
-                calib = save_rig(rig, Path(tmp) / "free.toml")
-                row["p_mpjpe_take_m"] = take_p_mpjpe(process(videos, calib, Path(tmp) / "free"))
-                row["qualisys_p_mpjpe_take_m"] = take_p_mpjpe(
-                    process(videos, TAKE / "calibration" / "Calib.qca.txt", Path(tmp) / "qualisys"))
-            runs.append(row)
-    first = runs[0]
-    print("Calibration-free on the studio take (4 cameras, 100 frames, height 1.70 m), cameras vs Qualisys "
-          "after a similarity (target: 5 deg, 10 cm)\n")
-    print("| start focal (x long side) | stage | time (s) | reprojection median / p95 (px) | worst angle (deg) | "
-          "worst centre (cm) |")
-    print("|---|---|---|---|---|---|")
-    for r in runs:
-        for s in r["stages"]:
-            print(f"| {r['focal_ratio']:g} | {s['stage']} | {s['seconds']:.1f} | {s['median_px']:.1f} / "
-                  f"{s['p95_px']:.1f} | {s['max_angle_deg']:.1f} | {s['max_centre_cm']:.1f} |")
-    print("\n| start focal | estimated focal (px) | total time incl. 2D (s) | left/right repaired frames |")
-    print("|---|---|---|---|")
-    for r in runs:
-        print(f"| {r['focal_ratio']:g} | " + ", ".join(f"{k} {v:.0f}" for k, v in r["focal_px"].items())
-              + f" | {r['total_s']:.0f} | {r['relabelled']} |")
-    print("Qualisys focal (px): " + ", ".join(f"{k} {v:.0f}" for k, v in first["reference_focal_px"].items()))
-    med, mean = first["p_mpjpe_take_m"]
-    qmed, qmean = first["qualisys_p_mpjpe_take_m"]
-    print(f"\nwhole take against Pose2Sim's reconstruction (one similarity for the take, hips left out): "
-          f"calibration-free {100 * med:.1f} cm median ({100 * mean:.1f} mean); Qualisys rig {100 * qmed:.1f} cm "
-          f"median ({100 * qmean:.1f} mean); target <= 6 cm median")
-    last = first["stages"][-1]
-    ok = last["max_angle_deg"] <= 5 and last["max_centre_cm"] <= 10 and med <= 0.06
-    print(f"targets {'met' if ok else 'NOT met'} at the default start")
+    if not a.no_studio:
+        videos = sorted((TAKE / "videos").glob("cam*.mp4"))
+        with tempfile.TemporaryDirectory() as tmp:
+            for k, ratio in enumerate(a.focal_ratios):
+                row, rig = run_free(videos, ratio)
+                if k == 0:
+                    calib = save_rig(rig, Path(tmp) / "free.toml")
+                    row["p_mpjpe_take_m"] = take_p_mpjpe(process(videos, calib, Path(tmp) / "free"))
+                    row["qualisys_p_mpjpe_take_m"] = take_p_mpjpe(
+                        process(videos, TAKE / "calibration" / "Calib.qca.txt", Path(tmp) / "qualisys"))
+                runs.append(row)
+        first = runs[0]
+        print("Calibration-free on the studio take (4 cameras, 100 frames, height 1.70 m), cameras vs Qualisys "
+              "after a similarity (target: 5 deg, 10 cm)\n")
+        print("| start focal (x long side) | stage | time (s) | reprojection median / p95 (px) | worst angle (deg) | "
+              "worst centre (cm) |")
+        print("|---|---|---|---|---|---|")
+        for r in runs:
+            for s in r["stages"]:
+                print(f"| {r['focal_ratio']:g} | {s['stage']} | {s['seconds']:.1f} | {s['median_px']:.1f} / "
+                      f"{s['p95_px']:.1f} | {s['max_angle_deg']:.1f} | {s['max_centre_cm']:.1f} |")
+        print("\n| start focal | estimated focal (px) | total time incl. 2D (s) | left/right repaired frames |")
+        print("|---|---|---|---|")
+        for r in runs:
+            print(f"| {r['focal_ratio']:g} | " + ", ".join(f"{k} {v:.0f}" for k, v in r["focal_px"].items())
+                  + f" | {r['total_s']:.0f} | {r['relabelled']} |")
+        print("Qualisys focal (px): " + ", ".join(f"{k} {v:.0f}" for k, v in first["reference_focal_px"].items()))
+        med, mean = first["p_mpjpe_take_m"]
+        qmed, qmean = first["qualisys_p_mpjpe_take_m"]
+        print(f"\nwhole take against Pose2Sim's reconstruction (one similarity for the take, hips left out): "
+              f"calibration-free {100 * med:.1f} cm median ({100 * mean:.1f} mean); Qualisys rig {100 * qmed:.1f} cm "
+              f"median ({100 * qmean:.1f} mean); target <= 6 cm median")
+        last = first["stages"][-1]
+        ok = last["max_angle_deg"] <= 5 and last["max_centre_cm"] <= 10 and med <= 0.06
+        print(f"targets {'met' if ok else 'NOT met'} at the default start")
     synthetic = synthetic_rows(a.takes, [2, 3, 4, 8]) if a.synthetic else []
     if synthetic:
         print("\nSynthetic takes (CMU test subject 007, random studios, a second person in view, fitted 2D and "

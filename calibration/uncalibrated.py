@@ -228,7 +228,8 @@ def solve_uncalibrated(
     keypoints (C, F, J, 2) distorted px, frame f of every camera at one instant; confidence
     (C, F, J); world (C, F, J, 3) BlazePose's per-view metric 3D pose; intrinsics: the cameras'
     names and sizes with a starting K (guess_intrinsics); refine: stage 2, (rig, joints,
-    keypoints, confidence) -> (rig, joints), None to skip it.
+    keypoints, confidence, world) -> (rig, joints), None to skip it; refine_focal: estimate one
+    focal length per camera in stage 3 (with three or more cameras).
     """
     options = options or PersonOptions()
     C = len(intrinsics)
@@ -271,7 +272,13 @@ def solve_uncalibrated(
     t0 = time.perf_counter()
     pts = kp.reshape(C, F * J, 2)
     res, obs, tracks = adjust(rig, pts, valid.reshape(C, -1), P.reshape(-1, 3), options, fixed=(0,))
-    if refine_focal:
+    if refine_focal and C < 3:
+        # Two cameras aimed at one person have (nearly) intersecting optical axes, where two
+        # focal lengths cannot be told from the epipolar geometry (Bougnoux's degeneracy).
+        warnings.append("with two cameras the focal lengths cannot be estimated from the person; the stated average "
+                        f"({FOCAL_RATIO:g} x the long side) was kept, so distances may be off by 10-20 %. Calibrate "
+                        "the intrinsics with a board for accurate sizes.")
+    if refine_focal and C >= 3:
         # Focal lengths only once the poses have settled: from a far start they trade off against depth.
         X = np.full((F * J, 3), np.nan)
         X[tracks] = res.structure
@@ -287,8 +294,9 @@ def solve_uncalibrated(
         ratio = cam.K[0, 0] / max(cam.size)
         if not 0.35 <= ratio <= 2.5:
             raise TriangulumError(f"camera '{cam.name}': the estimated focal length ({cam.K[0, 0]:.0f} px, {ratio:.2f} x "
-                                  "the long side) is implausible, so the views do not pin the cameras down; give the "
-                                  "cameras' intrinsics (--intrinsics) or calibrate with a board.")
+                                  "the long side) is implausible, so the views do not pin the cameras down; calibrate the "
+                                  "intrinsics with a board (`triangulum calib intrinsics`) and pose the cameras with "
+                                  "`triangulum calib from-person`.")
     P = points.reshape(F, J, 3)
     scale = None
     if options.feet:

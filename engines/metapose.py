@@ -96,11 +96,21 @@ def initial_weak(world: Tensor, kp: Tensor, conf: Tensor) -> tuple[Tensor, Tenso
     W = W - (W * ok[..., None]).sum(-2, keepdim=True) / ok.sum(-1)[..., None, None].clamp(min=1)
     W = torch.where(ok[..., None], W, torch.zeros_like(W))
     R = kabsch(W[:, :1].expand_as(W), W, w * ok)
+    return (R, *place_weak(R, world, kp, conf))
+
+
+def place_weak(R: Tensor, world: Tensor, kp: Tensor, conf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Given the cameras' rotations R (B, V, 3, 3): the body as every view's 3D pose turned into
+    the first view's axes and averaged, and each view's s and t. -> s (B, V), t (B, V, 2), X (B, J, 3)."""
+    ok = torch.isfinite(world).all(-1) & (conf > 0)
+    W = torch.where(ok[..., None], world, torch.zeros_like(world))
+    W = W - (W * ok[..., None]).sum(-2, keepdim=True) / ok.sum(-1)[..., None, None].clamp(min=1)
+    W = torch.where(ok[..., None], W, torch.zeros_like(W))
     turned = torch.einsum("bvki,bvjk->bvji", R, W)  # R^T W
     cw = (conf * ok)[..., None]
     X = (turned * cw).sum(1) / cw.sum(1).clamp(min=1e-6)
     s, t = fit_scale_shift(X, R, kp, conf * ok)
-    return R, s, t, X
+    return s, t, X
 
 
 class Step(nn.Module):

@@ -30,7 +30,8 @@ import torch
 
 from calibration.errors import TriangulumError
 from calibration.rig import Rig
-from engines.metapose import HIPS, JOINTS, MetaPoseNet, initial_weak, normalise_2d, save_metapose, weak_project
+from engines.metapose import (HIPS, JOINTS, MetaPoseNet, initial_weak, normalise_2d, place_weak, save_metapose,
+                              weak_project)
 from training.error_model import ErrorModel, corrupt
 from training.synthetic import random_studio
 
@@ -158,6 +159,8 @@ class MetaPoseConfig:
     lr: float = 3e-4
     views: tuple[int, int] = (2, 8)
     view_failure: float = 0.05
+    take_init: float = 0.75  # share of samples that start from take-level cameras (see make_batch)
+    take_init_deg: float = 15.0  # their rotation error: uniform in 0..this per camera
     w_pose: float = 1.0
     w_rot: float = 1.0
     w_reproj: float = 0.1
@@ -186,8 +189,14 @@ class Sample:
 
 
 def make_batch(rng: np.random.Generator, poses: np.ndarray, views: int, batch: int, error2d: ErrorModel,
-               world_error: WorldError, view_failure: float) -> Sample:
-    """`batch` samples of `views` cameras from `poses` (N, 33, 3) (module docstring)."""
+               world_error: WorldError, view_failure: float, take_init: float = 0.0,
+               take_init_deg: float = 15.0) -> Sample:
+    """`batch` samples of `views` cameras from `poses` (N, 33, 3) (module docstring).
+
+    The start: a `take_init` share of the samples starts from cameras as stage 1 gives them over
+    a take (its rotations averaged over many frames: each camera 0-`take_init_deg` degrees off
+    the truth, about a random axis), the rest from this one frame's alignment (tens of degrees
+    off, the monocular poses' own tilt). The refinement runs on takes from the first kind."""
     idx = rng.integers(len(poses), size=batch)
     X = poses[idx].astype(np.float64)
     other_idx = rng.integers(len(poses), size=batch)
@@ -225,9 +234,25 @@ def make_batch(rng: np.random.Generator, poses: np.ndarray, views: int, batch: i
     norm, _, _ = normalise_2d(kp_t, conf_t)
     conf_t = torch.where(torch.isfinite(kp_t).all(-1), conf_t, torch.zeros_like(conf_t))
     world_t = torch.from_numpy(world)
-    init = initial_weak(world_t, norm, conf_t)
+    rot = np.einsum("bvij,bkj->bvik", R, R[:, 0])  # R_c R_0^T
+    R0, s0, t0, X0 = initial_weak(world_t, norm, conf_t)
+    take = rng.random(batch) < take_init
+    if take.any():
+        angle = np.radians(rng.uniform(0, take_init_deg, (batch, views)))
+        axis = rng.normal(size=(batch, views, 3))
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        Rt = np.einsum("bvij,bvjk->bvik", _rotation(axis * angle[..., None]), rot)
+        Rt[:, 0] = np.eye(3)
+        Rt = torch.from_numpy(Rt)
+        st, tt, Xt = place_weak(Rt, world_t, norm, conf_t)
+        pick = torch.from_numpy(take)
+        R0 = torch.where(pick[:, None, None, None], Rt, R0)
+        s0 = torch.where(pick[:, None], st, s0)
+        t0 = torch.where(pick[:, None, None], tt, t0)
+        X0 = torch.where(pick[:, None, None], Xt, X0)
+    init = (R0, s0, t0, X0)
     pose = torch.from_numpy(truth_cam[:, 0][:, J])
-    rot = torch.from_numpy(np.einsum("bvij,bkj->bvik", R, R[:, 0]))  # R_c R_0^T
+    rot = torch.from_numpy(rot)
     f = lambda x: x.float()  # noqa: E731  (float32 trains ~4x faster here than float64)
     return Sample(f(norm), f(conf_t), tuple(f(x) for x in init), f(pose), f(rot))
 
@@ -286,8 +311,9 @@ def validation_batches(val_poses: np.ndarray, error2d: ErrorModel, world_error: 
                        config: MetaPoseConfig) -> list[Sample]:
     rng = np.random.default_rng(12345)  # the same validation set every time
     lo, hi = config.views
-    return [make_batch(rng, val_poses, int(v), config.batch, error2d, world_error, config.view_failure)
-            for v in np.linspace(lo, hi, config.val_batches).round()]
+    # validation starts as takes do (take-level cameras): what the refinement is used for
+    return [make_batch(rng, val_poses, int(v), config.batch, error2d, world_error, config.view_failure, 1.0,
+                       config.take_init_deg) for v in np.linspace(lo, hi, config.val_batches).round()]
 
 
 def train(config: MetaPoseConfig, train_poses: np.ndarray, val_poses: np.ndarray, error2d: ErrorModel,
@@ -316,7 +342,8 @@ def train(config: MetaPoseConfig, train_poses: np.ndarray, val_poses: np.ndarray
                desc="metapose")
     for it in bar:
         views = int(rng.integers(config.views[0], config.views[1] + 1))
-        b = make_batch(rng, train_poses, views, config.batch, error2d, world_error, config.view_failure)
+        b = make_batch(rng, train_poses, views, config.batch, error2d, world_error, config.view_failure,
+                       config.take_init, config.take_init_deg)
         net.train()
         loss, parts = losses(net(b.kp, b.conf, *b.init), b, config)
         opt.zero_grad()

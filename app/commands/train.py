@@ -307,9 +307,10 @@ tracked, the person who is the same across views, their per-view 3D poses agains
 triangulation with its rig (RUN/world_error.toml). The 2D error model is the shipped one
 (engines/heads/weights/error_model.toml, fitted on real detections). The network trains on the
 motion capture of the training subjects through random studios of 2-8 cameras and validates
-on the validation subject (training/metapose.py). The shipped weights were fitted on the
-caliscope take so that the studio take, where the benchmarks judge calibration-free capture,
-is used for nothing here.
+on the validation subject (training/metapose.py). The shipped weights' monocular error model
+was fitted on the caliscope take, so that the studio take, where the benchmarks judge
+calibration-free capture, enters only through the 2D error model's statistics (fitted on its
+frames 0-69 for the heads).
 """
 
 
