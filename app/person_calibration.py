@@ -111,7 +111,7 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
     from engines.skeleton import BLAZEPOSE33
 
     guess = guess_intrinsics([s.name for s in sources], sizes, FOCAL_RATIO if focal_ratio is None else focal_ratio)
-    chosen = same_person(detect_people_2d(sources, progress, max_frames), guess)
+    chosen = same_person(detect_people_2d(sources, progress, max_frames), guess, intrinsics_known=False)
     options = person_options(height or DEFAULT_HEIGHT, max_frames=100)
     refine = None
     if learned:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from calibration.errors import TriangulumError
@@ -68,10 +69,15 @@ class Chosen:
     world: np.ndarray | None = None
 
 
-def _pair_share(xa: np.ndarray, xb: np.ndarray, ok: np.ndarray, threshold: float, least: int) -> float:
-    """Share of RANSAC inliers of one essential matrix over the joints both see (NaN: too few)."""
+def _pair_share(xa: np.ndarray, xb: np.ndarray, ok: np.ndarray, threshold: float, least: int,
+                fundamental: bool = False) -> float:
+    """Share of RANSAC inliers of one essential matrix (normalised points), or of one fundamental
+    matrix (pixels; threshold in px), over the joints both see (NaN: too few)."""
     if ok.sum() < least:
         return np.nan
+    if fundamental:
+        F, mask = cv2.findFundamentalMat(xa[ok], xb[ok], cv2.FM_RANSAC, threshold, 0.999, 2000)
+        return float(mask.mean()) if F is not None and mask is not None else 0.0
     _, _, mask = relative_pose(xa[ok], xb[ok], threshold)
     return float(mask.mean())
 
@@ -87,8 +93,11 @@ def _motion(keypoints: np.ndarray, valid: np.ndarray) -> float:
 
 
 def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float = 0.5, ransac_px: float = 4.0,
-                agree: float = 0.5, least: int = 30) -> Chosen:
-    """agree: a chosen pair disagrees under this share of the chosen pairs' median share."""
+                agree: float = 0.5, least: int = 30, intrinsics_known: bool = True) -> Chosen:
+    """agree: a chosen pair disagrees under this share of the chosen pairs' median share;
+    intrinsics_known: False scores pairs with fundamental matrices on the (undistorted)
+    pixels instead of essential matrices: with guessed focal lengths (calibration-free) an
+    essential matrix fits the same person poorly and the shares stop telling people apart."""
     # One person per view, the same in all (module docstring). views: per camera of
     # `intrinsics`, in its order, that view's candidates.
     C = len(intrinsics)
@@ -102,16 +111,21 @@ def same_person(views: list[Candidates], intrinsics: Rig, min_confidence: float 
     focal = np.mean([[c.K[0, 0], c.K[1, 1]] for c in intrinsics.cameras])
     threshold = ransac_px / focal
     norm, valid = [], []
+    if not intrinsics_known:
+        threshold = ransac_px
     for c, v in enumerate(views):
         one = intrinsics.subset([intrinsics.names[c]])
-        norm.append(normalised(one, v.keypoints.reshape(1, -1, J, 2))[0].reshape(len(v.ids), F * J, 2))
+        pts = v.keypoints.reshape(1, -1, J, 2)
+        pts = normalised(one, pts) if intrinsics_known else one.undistort(pts)
+        norm.append(pts[0].reshape(len(v.ids), F * J, 2))
         valid.append(((v.confidence >= min_confidence) & np.isfinite(v.keypoints).all(-1)).reshape(len(v.ids), F * J))
     # Inlier share of every pair of candidates of every pair of views.
     share: dict[tuple[int, int], np.ndarray] = {}
     for a, b in itertools.combinations(range(C), 2):
         s = np.full((len(views[a].ids), len(views[b].ids)), np.nan)
         for i, k in itertools.product(range(s.shape[0]), range(s.shape[1])):
-            s[i, k] = _pair_share(norm[a][i], norm[b][k], valid[a][i] & valid[b][k], threshold, least)
+            s[i, k] = _pair_share(norm[a][i], norm[b][k], valid[a][i] & valid[b][k], threshold, least,
+                                  not intrinsics_known)
         share[(a, b)] = s
     motion = [np.array([_motion(v.keypoints[i], valid[c][i].reshape(F, J)) for i in range(len(v.ids))])
               for c, v in enumerate(views)]
