@@ -16,8 +16,8 @@ wrong by more than a similarity shows. The starting focal length is a stated ave
 The person's height is taken as 1.70 m (the default; only the scale depends on it).
 
 With --synthetic: takes made from the motion capture of the test subject (007, never used in
-training) filmed by random studios of 2, 3, 4 and 8 cameras, with a second person walking in
-view 1.5-2.5 m away (tracked in every view as a candidate; the same-person search must pick
+training) filmed by random studios of 2, 3, 4 and 8 cameras, with a second person (subject
+003, doing something else) in view 1.5-2.5 m away (tracked in every view as a candidate; the same-person search must pick
 the performer), 2D from the BlazePose error model fitted on real detections and per-view 3D
 from the monocular error model (training.metapose.WorldError). Per stage: camera rotation and
 centre errors and the pose error (P-MPJPE), each after ONE similarity that maps the stage's
@@ -150,19 +150,24 @@ def synthetic_rows(takes: int, counts: list[int]) -> list[dict]:
     from engines.metapose import WEIGHTS, load_metapose, refine_take
     from training.error_model import ErrorModel
     from training.metapose import WorldError
-    from training.mocap import MOCAP_DIR, TEST_SUBJECTS, load_clips
+    from training.mocap import MOCAP_DIR, TEST_SUBJECTS, VAL_SUBJECTS, load_clips
 
     error2d = ErrorModel.load(HEAD_WEIGHTS.with_name("error_model.toml"))
     world_error = WorldError.load(WEIGHTS.with_name("world_error.toml"))
     net = load_metapose()
     clips = load_clips(MOCAP_DIR, TEST_SUBJECTS, step=2)
     long = [c for c in sorted(clips) if len(clips[c]) >= 100]
+    # The bystander does something else: subject 003's clips (another of the test subject's
+    # walks, 2 m to the side, is a translated copy of the same motion, which no geometry can
+    # tell from a camera moved by as much).
+    others = load_clips(MOCAP_DIR, VAL_SUBJECTS, step=2)
+    other_long = [c for c in sorted(others) if len(others[c]) >= 100]
     rng = np.random.default_rng(7)
     rows = []
     for views in counts:
         for k in range(takes):
             clip = clips[long[(2 * k) % len(long)]][:100].astype(np.float64)
-            other = clips[long[(2 * k + 1) % len(long)]][:100].astype(np.float64)
+            other = others[other_long[(views + k) % len(other_long)]][:100].astype(np.float64)
             rig, people, cands = synthetic_take(rng, clip, other, views, error2d, world_error)
             guess = guess_intrinsics(rig.names, [c.size for c in rig.cameras])
             chosen = same_person(cands, guess, intrinsics_known=False)

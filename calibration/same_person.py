@@ -71,13 +71,17 @@ class Chosen:
 
 def _pair_share(xa: np.ndarray, xb: np.ndarray, ok: np.ndarray, threshold: float, least: int,
                 fundamental: bool = False) -> float:
-    """Share of RANSAC inliers of one essential matrix (normalised points), or of one fundamental
-    matrix (pixels; threshold in px), over the joints both see (NaN: too few)."""
+    """Share of RANSAC inliers of one essential matrix (normalised points) over the joints both
+    see, or inliers of one fundamental matrix (pixels; threshold in px) over all the take's
+    joints (NaN: too few in common)."""
     if ok.sum() < least:
         return np.nan
     if fundamental:
+        # A fundamental matrix (7 degrees of freedom) fits a good share of a few points of
+        # anyone: count its inliers over the take instead (a person barely in view cannot
+        # outscore the one who is).
         F, mask = cv2.findFundamentalMat(xa[ok], xb[ok], cv2.FM_RANSAC, threshold, 0.999, 2000)
-        return float(mask.mean()) if F is not None and mask is not None else 0.0
+        return float(mask.sum() / len(ok)) if F is not None and mask is not None else 0.0
     _, _, mask = relative_pose(xa[ok], xb[ok], threshold)
     return float(mask.mean())
 
@@ -195,5 +199,13 @@ def _best_assignment(share: dict[tuple[int, int], np.ndarray], motion: list[np.n
                 break
         options = [tuple(assign)] + [tuple(assign[:c] + [i] + assign[c + 1:]) for c in range(C) for i in range(counts[c])]
     totals = np.array([total(o) for o in options])
-    near = [o for o, t in zip(options, totals, strict=True) if t >= 0.9 * totals.max()]
+    best = options[int(np.argmax(totals))]
+
+    # The motion tie-break chooses between whole hypotheses (another person in every view that
+    # has more than one), never a mix: with many views, one view switched to another person
+    # costs only a few of many pairs, stays within 10 % of the best total, and would win if
+    # that person moved more.
+    several = [c for c in range(C) if counts[c] > 1]
+    near = [o for o, t in zip(options, totals, strict=True)
+            if t >= 0.9 * totals.max() and (o == best or all(o[c] != best[c] for c in several))]
     return list(max(near, key=lambda o: (moves(o), total(o))))
