@@ -330,6 +330,7 @@ def test_no_calibration_estimates_the_cameras_from_the_person(make_window, qtbot
     assert dialog is not None and dialog.windowTitle().startswith("No calibration")
     dialog.folder.setText(str(tmp_path / "free"))
     dialog.height_box.setValue(1.7)
+    dialog.max_frames = 50  # the first half of the take: enough for the cameras, half the time
     dialog.run()
     qtbot.waitUntil(lambda: not dialog.job.thread.is_alive(), timeout=600_000)
     dialog.poll()

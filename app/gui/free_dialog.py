@@ -35,8 +35,8 @@ def loaded_videos(sources: list[str]) -> list[Path]:
 class FreeJob:
     """The estimation on a worker thread; the dialog polls `stage`, `done`, `report`, `error`, `path`."""
 
-    def __init__(self, videos: list[Path], out_dir: Path, height: float | None) -> None:
-        self.videos, self.out_dir, self.height = videos, out_dir, height
+    def __init__(self, videos: list[Path], out_dir: Path, height: float | None, max_frames: int | None = 300) -> None:
+        self.videos, self.out_dir, self.height, self.max_frames = videos, out_dir, height, max_frames
         self.stage, self.done = "starting", 0
         self.report: str | None = None
         self.error: str | None = None
@@ -51,7 +51,8 @@ class FreeJob:
         from app.person_calibration import calibrate_videos_free
 
         try:
-            self.path, figures = calibrate_videos_free(self.videos, self.out_dir, self.height, self._progress)
+            self.path, figures = calibrate_videos_free(self.videos, self.out_dir, self.height, self._progress,
+                                                       self.max_frames)
             self.report = free_summary(figures, self.path)
         except TriangulumError as e:
             self.error = str(e)
@@ -66,6 +67,7 @@ class FreeDialog(QtWidgets.QDialog):
         super().__init__(parent)
         self.setWindowTitle("No calibration: estimate the cameras from the person")
         self.videos, self.use = videos, use
+        self.max_frames: int | None = 300  # the first frames the cameras are estimated from
         self.job: FreeJob | None = None
         form = QtWidgets.QFormLayout()
         form.addRow("Videos", QtWidgets.QLabel(", ".join(p.name for p in videos)))
@@ -110,7 +112,7 @@ class FreeDialog(QtWidgets.QDialog):
 
     def run(self) -> None:
         height = self.height_box.value() or None
-        self.job = FreeJob(self.videos, Path(self.folder.text()), height)
+        self.job = FreeJob(self.videos, Path(self.folder.text()), height, self.max_frames)
         self.run_button.setEnabled(False)
         self.use_button.setEnabled(False)
         self.report.setPlainText("")

@@ -65,12 +65,14 @@ class SessionPanel(QtWidgets.QWidget):
         self.calibration_label = QtWidgets.QLabel("none: cameras are shown without poses")
         self.calibration_label.setWordWrap(True)
         self.load_calibration = QtWidgets.QPushButton("Load…")
-        self.estimate_calibration = QtWidgets.QPushButton("None: estimate from the person…")
-        self.estimate_calibration.setToolTip("Calibration-free: estimate the cameras from the person in the loaded "
-                                             "videos (no board)")
+        self.estimate_calibration = QtWidgets.QPushButton("From the person…")
+        self.estimate_calibration.setToolTip("No calibration: estimate the cameras from the person in the loaded "
+                                             "videos (calibration-free, no board)")
         c.addWidget(self.calibration_label)
-        c.addWidget(self.load_calibration)
-        c.addWidget(self.estimate_calibration)
+        buttons = QtWidgets.QHBoxLayout()  # side by side: the panel keeps its height
+        buttons.addWidget(self.load_calibration)
+        buttons.addWidget(self.estimate_calibration)
+        c.addLayout(buttons)
         layout.addWidget(calib)
 
         pipeline = QtWidgets.QGroupBox("Pipeline")
