@@ -95,7 +95,7 @@ DEFAULT_HEIGHT = 1.70  # m: an adult average (both sexes) when the user gives no
 
 def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], height: float | None = None,
                    focal_ratio: float | None = None, progress=None, max_frames: int | None = 300,
-                   metapose: str | Path | None = None, learned: bool = True):
+                   metapose: str | Path | None = None):
     """Calibration-free: the cameras and the person from the videos alone (calibration.uncalibrated).
 
     Everyone tracked in every view, the person who is the same across views chosen (with the
@@ -103,8 +103,8 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
     cameras and the stages run again on the repaired 2D (a view that labels the legs the wrong
     way round in a third of the frames costs centimetres otherwise). sizes: (width, height)
     per source; max_frames: the first frames used (the tracker must see them in order);
-    metapose: weights of the learned refinement (default the shipped ones); learned: False
-    skips stage 2. -> (FreeResult, Chosen, frames relabelled).
+    metapose: weights of the learned refinement (default the shipped ones).
+    -> (FreeResult, Chosen, frames relabelled).
     """
     from app.process.handedness import apply_flips, solve_take
     from calibration.uncalibrated import FOCAL_RATIO, guess_intrinsics, solve_uncalibrated
@@ -113,14 +113,12 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
     guess = guess_intrinsics([s.name for s in sources], sizes, FOCAL_RATIO if focal_ratio is None else focal_ratio)
     chosen = same_person(detect_people_2d(sources, progress, max_frames), guess, intrinsics_known=False)
     options = person_options(height or DEFAULT_HEIGHT, max_frames=100)
-    refine = None
-    if learned:
-        from engines.metapose import load_metapose, refine_take
+    from engines.metapose import load_metapose, refine_take
 
-        net = load_metapose(metapose)
+    net = load_metapose(metapose)
 
-        def refine(rig, points, kp, cf, world):
-            return refine_take(net, rig, points, kp, cf, world, options.min_confidence)
+    def refine(rig, points, kp, cf, world):
+        return refine_take(net, rig, points, kp, cf, world, options.min_confidence)
 
     first = solve_uncalibrated(chosen.keypoints, chosen.confidence, chosen.world, guess, options, refine)
     flips = solve_take(first.rig, chosen.keypoints, chosen.confidence, BLAZEPOSE33)
@@ -135,10 +133,10 @@ def calibrate_free(sources: list[FrameSource], sizes: list[tuple[int, int]], hei
 
 def free_videos(inputs: list[Path]) -> list[Path]:
     """The videos of a calibration-free `process`: the files given, or the videos of one folder."""
-    from app.process.inputs import VIDEO_SUFFIXES
+    from app.process.inputs import folder_videos
 
     if len(inputs) == 1 and inputs[0].is_dir():
-        videos = sorted(p for p in inputs[0].iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        videos = folder_videos(inputs[0])
     else:
         videos = list(inputs)
     missing = [str(p) for p in videos if not p.is_file()]

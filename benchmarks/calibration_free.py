@@ -95,9 +95,9 @@ def _errors(rig, points: np.ndarray, truth_rig, truth: np.ndarray) -> dict:
     s, R, t = umeyama(points[ok], truth[ok])
     aligned = transform_rig(rig, s, R, t)
     err = np.linalg.norm(transform_points(points, s, R, t)[ok] - truth[ok], axis=-1)
-    return {"rot_deg": float(np.mean([rotation_angle_deg(a.R, b.R) for a, b in zip(aligned.cameras, truth_rig.cameras)])),
+    return {"rot_deg": float(np.mean([rotation_angle_deg(a.R, b.R) for a, b in zip(aligned.cameras, truth_rig.cameras, strict=True)])),
             "centre_cm": float(100 * np.mean([np.linalg.norm(a.center - b.center)
-                                               for a, b in zip(aligned.cameras, truth_rig.cameras)])),
+                                               for a, b in zip(aligned.cameras, truth_rig.cameras, strict=True)])),
             "p_mpjpe_mm": float(1000 * np.median(err))}
 
 
@@ -105,9 +105,9 @@ def synthetic_take(rng, clip: np.ndarray, other: np.ndarray, views: int, error2d
     """One synthetic take (module docstring) -> truth rig, (performer, bystander) joints, Candidates per view
     (candidate id 0: the performer, 1: the bystander)."""
     from calibration.same_person import Candidates
-    from training.error_model import corrupt
     from training.metapose import synthesise_world
     from training.synthetic import random_studio
+    from training.synthetic import synthetic_take as synthetic_take_2d
 
     F = len(clip)
     X = clip - clip[:, [23, 24]].mean(1).mean(0) * np.array([1, 1, 0])
@@ -117,13 +117,7 @@ def synthetic_take(rng, clip: np.ndarray, other: np.ndarray, views: int, error2d
     rig = random_studio(rng, views, np.array([0.0, 0.0, 1.0]))
     people = []
     for P in (X, Y):
-        clean = np.moveaxis(rig.project(P), 0, 1)  # (F, C, J, 2)
-        kp, cf, _ = corrupt(rng, error2d, clean, clean, 0.0)
-        sizes = np.array([c.size for c in rig.cameras], float)[None, :, None]
-        depth = np.stack([(P @ c.R.T + c.t)[..., 2] for c in rig.cameras], 1)
-        inside = ((kp >= 0) & (kp < sizes)).all(-1) & (depth > 0.1)
-        kp = np.where(inside[..., None], kp, np.nan)
-        cf = np.where(inside, cf, 0.0)
+        kp, cf = synthetic_take_2d(rng, error2d, P, rig, other=P, view_failure=0.0)  # (C, F, J, 2), (C, F, J)
         hip = P[:, [23, 24]].mean(1, keepdims=True)
         cam = np.stack([(P - hip) @ c.R.T for c in rig.cameras])  # (C, F, J, 3)
         world = np.full(cam.shape, np.nan)
@@ -132,7 +126,7 @@ def synthetic_take(rng, clip: np.ndarray, other: np.ndarray, views: int, error2d
         world[:, :, list(JOINTS)] = synthesise_world(rng, world_error, cam[:, :, list(JOINTS)])
         rest = [j for j in range(33) if j not in JOINTS]
         world[:, :, rest] = cam[:, :, rest] + rng.normal(size=cam[:, :, rest].shape) * 0.05
-        people.append((np.moveaxis(kp, 0, 1), np.moveaxis(cf, 0, 1), world))
+        people.append((kp, cf, world))
     views_c = []
     for c in range(views):
         order = rng.permutation(2)  # the bystander is as likely to be listed first
@@ -296,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             ok_rows = [r for r in synthetic if r["views"] == views and "error" not in r]
             if not ok_rows:
                 continue
-            mean = lambda stage, key: np.mean([r["stages"][stage][key] for r in ok_rows])  # noqa: E731
+            def mean(stage: str, key: str, rows: list[dict] = ok_rows) -> float:
+                return float(np.mean([r["stages"][stage][key] for r in rows]))
+
             print(f"{views} cameras, mean over {len(ok_rows)} takes: rotation "
                   + ", ".join(f"{s[:1]}: {mean(s, 'rot_deg'):.1f} deg" for s in ok_rows[0]["stages"])
                   + "; P-MPJPE " + ", ".join(f"{s[:1]}: {mean(s, 'p_mpjpe_mm'):.0f} mm" for s in ok_rows[0]["stages"]))

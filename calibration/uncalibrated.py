@@ -31,9 +31,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from calibration.alignment import rotation_angle_deg
 from calibration.camera import Camera
 from calibration.errors import TriangulumError
-from calibration.from_person import PersonOptions, adjust, check_support, floor_and_scale
+from calibration.from_person import (
+    PersonOptions,
+    adjust,
+    check_support,
+    floor_and_scale,
+    normalised,
+)
 from calibration.rig import Rig
 
 FOCAL_RATIO = 0.866  # f / long side = 0.5 / tan(30 deg): a 60 degree field of view across the long side
@@ -67,13 +74,6 @@ class FreeResult:
     scale: float | None
     warnings: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        lines = ["calibration-free: " + ", ".join(
-            f"{s.name} {s.median_px:.1f} px median / {s.p95_px:.1f} p95 ({s.seconds:.1f} s)" for s in self.stages)]
-        lines.append("  focal lengths: " + ", ".join(f"{c.name} {c.K[0, 0]:.0f} px" for c in self.rig.cameras))
-        lines += [f"  warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
-
 
 def guess_intrinsics(names: list[str], sizes: list[tuple[int, int]], focal_ratio: float = FOCAL_RATIO) -> Rig:
     """Cameras with the stated average focal length, centred principal point, no distortion,
@@ -87,7 +87,9 @@ def guess_intrinsics(names: list[str], sizes: list[tuple[int, int]], focal_ratio
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The rotation R with b ~ R a (weighted Kabsch, no reflection). a, b (N, 3) centred; w (N,)."""
+    """The rotation R with b ~ R a (weighted Kabsch, no reflection) of points each view centred on
+    its own usable joints. a, b (N, 3); w (N,). Unlike calibration.alignment.similarity it does
+    not centre them again on the N shared joints (what stage 1 measured and ships with)."""
     H = (a * w[:, None]).T @ b
     U, _, Vt = np.linalg.svd(H)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
@@ -102,18 +104,13 @@ def average_rotation(Rs: np.ndarray, weights: np.ndarray, spread_deg: float = MA
         return U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
 
     # Start from the rotation with most weighted neighbours (a median), then average its inliers.
-    angles = _angles(Rs[:, None], Rs[None])
+    angles = rotation_angle_deg(Rs[:, None], Rs[None])
     start = int(np.argmax(((angles < spread_deg) * weights[None]).sum(1)))
     R = Rs[start]
     for _ in range(3):
-        inl = _angles(Rs, R[None]) < spread_deg
+        inl = rotation_angle_deg(Rs, R) < spread_deg
         R = project(np.einsum("n,nij->ij", weights * inl, Rs))
-    return R, _angles(Rs, R[None]) < spread_deg
-
-
-def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    tr = np.einsum("...ij,...ij->...", A, B)
-    return np.degrees(np.arccos(np.clip((tr - 1) / 2, -1, 1)))
+    return R, rotation_angle_deg(Rs, R) < spread_deg
 
 
 def initialise(keypoints: np.ndarray, confidence: np.ndarray, world: np.ndarray, intrinsics: Rig,
@@ -168,12 +165,12 @@ def place(Rs: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray, world: 
     # Linear least squares for the path H (F, 3) and camera translations t_c (c >= 1):
     # camera point Y = R_c (body + H) + t_c; its normalised image point (x, y) gives
     # Y_x - x Y_z = 0 and Y_y - y Y_z = 0.
-    norm = _normalised(intrinsics, keypoints)
+    norm = normalised(intrinsics, keypoints)
     use = ok & np.isfinite(body).all(-1)[None]
     rows, rhs, wrow = [], [], []
     nvar = 3 * F + 3 * (C - 1)
     for c in range(C):
-        cc, ff, jj = np.nonzero(use[c:c + 1])
+        ff, jj = np.nonzero(use[c])
         if not len(ff):
             continue
         x = norm[c, ff, jj]  # (M, 2)
@@ -199,12 +196,6 @@ def place(Rs: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray, world: 
     rig = Rig([Camera(cam.name, cam.size, cam.K, cam.dist, Rs[c], ts[c]) for c, cam in enumerate(intrinsics.cameras)],
               dict(intrinsics.metadata))
     return rig, body + H[:, None]
-
-
-def _normalised(rig: Rig, keypoints: np.ndarray) -> np.ndarray:
-    from calibration.from_person import normalised
-
-    return normalised(rig, keypoints)
 
 
 def reprojection(rig: Rig, points: np.ndarray, keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:

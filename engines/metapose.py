@@ -65,7 +65,8 @@ def normalise_2d(kp: Tensor, conf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def kabsch(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
-    """Rotations R with b ~ R a. a, b (..., N, 3) centred; w (..., N) -> (..., 3, 3)."""
+    """Rotations R with b ~ R a of points each view centred on its own usable joints (batched
+    torch; not centred again on the shared ones). a, b (..., N, 3); w (..., N) -> (..., 3, 3)."""
     H = torch.einsum("...n,...ni,...nj->...ij", w, a, b)
     U, _, Vh = torch.linalg.svd(H)
     d = torch.sign(torch.linalg.det(Vh.transpose(-1, -2) @ U.transpose(-1, -2)))
@@ -90,22 +91,23 @@ def initial_weak(world: Tensor, kp: Tensor, conf: Tensor) -> tuple[Tensor, Tenso
     """Per-frame stage 1: each view's metric 3D pose (B, V, J, 3) in its camera's axes turned onto
     the first view's (weighted Kabsch), the body averaged, s and t fitted.
     -> R (B, V, 3, 3), s (B, V), t (B, V, 2), X (B, J, 3)."""
-    w = torch.minimum(conf[:, :1], conf)  # (B, V, J)
+    W, ok = _centred(world, conf)
+    R = kabsch(W[:, :1].expand_as(W), W, torch.minimum(conf[:, :1], conf) * ok)
+    return (R, *place_weak(R, world, kp, conf))
+
+
+def _centred(world: Tensor, conf: Tensor) -> tuple[Tensor, Tensor]:
+    """Each view's 3D pose centred on its usable joints, 0 elsewhere; and which are usable."""
     ok = torch.isfinite(world).all(-1) & (conf > 0)
     W = torch.where(ok[..., None], world, torch.zeros_like(world))
     W = W - (W * ok[..., None]).sum(-2, keepdim=True) / ok.sum(-1)[..., None, None].clamp(min=1)
-    W = torch.where(ok[..., None], W, torch.zeros_like(W))
-    R = kabsch(W[:, :1].expand_as(W), W, w * ok)
-    return (R, *place_weak(R, world, kp, conf))
+    return torch.where(ok[..., None], W, torch.zeros_like(W)), ok
 
 
 def place_weak(R: Tensor, world: Tensor, kp: Tensor, conf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Given the cameras' rotations R (B, V, 3, 3): the body as every view's 3D pose turned into
     the first view's axes and averaged, and each view's s and t. -> s (B, V), t (B, V, 2), X (B, J, 3)."""
-    ok = torch.isfinite(world).all(-1) & (conf > 0)
-    W = torch.where(ok[..., None], world, torch.zeros_like(world))
-    W = W - (W * ok[..., None]).sum(-2, keepdim=True) / ok.sum(-1)[..., None, None].clamp(min=1)
-    W = torch.where(ok[..., None], W, torch.zeros_like(W))
+    W, ok = _centred(world, conf)
     turned = torch.einsum("bvki,bvjk->bvji", R, W)  # R^T W
     cw = (conf * ok)[..., None]
     X = (turned * cw).sum(1) / cw.sum(1).clamp(min=1e-6)

@@ -25,7 +25,12 @@ from calibration.errors import TriangulumError
 from calibration.formats import convert
 from calibration.rig import Rig
 from calibration.rig_io import load_rig
-from calibration.uncalibrated import average_rotation, guess_intrinsics, initialise, solve_uncalibrated
+from calibration.uncalibrated import (
+    average_rotation,
+    guess_intrinsics,
+    initialise,
+    solve_uncalibrated,
+)
 
 pytestmark = needs_pose2sim
 ROOT = Path(__file__).resolve().parents[1]

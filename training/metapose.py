@@ -27,13 +27,24 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 import torch
+import torch.nn.functional as F
 
+from calibration.alignment import umeyama
 from calibration.errors import TriangulumError
+from calibration.geometry import rodrigues_to_matrix
 from calibration.rig import Rig
-from engines.metapose import (HIPS, JOINTS, MetaPoseNet, initial_weak, normalise_2d, place_weak, save_metapose,
-                              weak_project)
+from engines.metapose import (
+    HIPS,
+    JOINTS,
+    MetaPoseNet,
+    initial_weak,
+    normalise_2d,
+    place_weak,
+    save_metapose,
+    weak_project,
+)
 from training.error_model import ErrorModel, corrupt
-from training.synthetic import random_studio
+from training.synthetic import project, random_rig
 
 
 @dataclass
@@ -66,20 +77,8 @@ class WorldError:
 
 
 def _rotation(axis_angle: np.ndarray) -> np.ndarray:
-    """(..., 3) -> (..., 3, 3) (Rodrigues)."""
-    theta = np.linalg.norm(axis_angle, axis=-1, keepdims=True)[..., None]
-    k = axis_angle / np.maximum(np.linalg.norm(axis_angle, axis=-1, keepdims=True), 1e-12)
-    Kx = np.zeros(axis_angle.shape[:-1] + (3, 3))
-    Kx[..., 0, 1], Kx[..., 0, 2], Kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    Kx = Kx - np.swapaxes(Kx, -1, -2)
-    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * Kx @ Kx
-
-
-def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    H = a.T @ b
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
-    return Vt.T @ D @ U.T
+    """(..., 3) -> (..., 3, 3) (Rodrigues: calibration.geometry)."""
+    return rodrigues_to_matrix(torch.from_numpy(np.asarray(axis_angle, np.float64))).numpy()
 
 
 def fit_world_error(world: np.ndarray, joints: np.ndarray, rig: Rig, source: str = "") -> WorldError:
@@ -96,7 +95,7 @@ def fit_world_error(world: np.ndarray, joints: np.ndarray, rig: Rig, source: str
             truth = x @ cam.R.T  # camera axes (both are centred on the joints they share below)
             a, b = w[ok] - w[ok].mean(0), truth[ok] - truth[ok].mean(0)
             mirror = a * np.array([-1.0, 1.0, 1.0])
-            R, Rm = _kabsch(a, b), _kabsch(mirror, b)
+            R, Rm = umeyama(a, b, with_scale=False)[1], umeyama(mirror, b, with_scale=False)[1]
             e, em = np.linalg.norm(a @ R.T - b), np.linalg.norm(mirror @ Rm.T - b)
             n += 1
             if em < 0.7 * e:  # a mirrored body fits far better: count it, do not fit its noise
@@ -207,23 +206,11 @@ def make_batch(rng: np.random.Generator, poses: np.ndarray, views: int, batch: i
     X = np.einsum("bik,bjk->bji", Rz, X - hips)
     other = poses[other_idx] - poses[other_idx][:, [23, 24]].mean(1, keepdims=True) * np.array([1, 1, 0])
     other = other + np.array([1.5, 0.0, 0.0])
-    Rs, ts, Ks, sizes = [], [], [], []
-    for _ in range(batch):
-        rig = random_studio(rng, views, np.array([0.0, 0.0, 1.0]))
-        Rs.append([c.R for c in rig.cameras])
-        ts.append([c.t for c in rig.cameras])
-        Ks.append([c.K for c in rig.cameras])
-        sizes.append([c.size for c in rig.cameras])
-    R, t, K = np.array(Rs), np.array(ts), np.array(Ks)  # (B, V, 3, 3), (B, V, 3), (B, V, 3, 3)
-
-    def project(P: np.ndarray) -> np.ndarray:
-        cam = np.einsum("bvik,bjk->bvji", R, P) + t[:, :, None]
-        uv = np.einsum("bvik,bvjk->bvji", K, cam)
-        return uv[..., :2] / np.maximum(uv[..., 2:], 1e-6)
-
-    clean, far = project(X), project(other)
+    rigs = [random_rig(rng, views, np.array([0.0, 0.0, 1.0])) for _ in range(batch)]  # P, sizes, K, R, t
+    P, R = np.stack([r[0] for r in rigs]), np.stack([r[3] for r in rigs])  # (B, V, 3, 4), (B, V, 3, 3)
+    clean, far = project(P, X)[0], project(P, other)[0]
     kp, conf, _ = corrupt(rng, error2d, clean, far, view_failure)
-    size = np.array(sizes, float)[:, :, None]
+    size = np.stack([r[1] for r in rigs])[:, :, None]
     inside = ((kp >= 0) & (kp < size)).all(-1)
     conf = np.where(inside, conf, 0.0)
     hip = X[:, [23, 24]].mean(1, keepdims=True)
@@ -277,17 +264,12 @@ def losses(out: list[tuple[torch.Tensor, ...]], b: Sample, config: MetaPoseConfi
         pose = aligned_mpjpe(X, b.pose).mean()
         rot = (R[:, 1:] - b.rot[:, 1:]).square().sum((-1, -2)).mean()
         proj = weak_project(X, R, s, t)
-        reproj = (nn_huber(proj - b.kp, 0.1).sum(-1) * b.conf).sum() / b.conf.sum().clamp(min=1)
+        reproj = (F.smooth_l1_loss(proj, b.kp, reduction="none", beta=0.1).sum(-1) * b.conf).sum() / b.conf.sum().clamp(min=1)
         total = total + config.w_pose * pose + config.w_rot * rot + config.w_reproj * reproj
     R, s, t, X = out[-1]
     with torch.no_grad():
         rot_deg = float(rotation_error_deg(R[:, 1:], b.rot[:, 1:]).mean())
     return total / len(out), {"pose_mm": 1000 * float(pose.detach()), "rot_deg": rot_deg}
-
-
-def nn_huber(x: torch.Tensor, delta: float) -> torch.Tensor:
-    a = x.abs()
-    return torch.where(a < delta, 0.5 * a * a / delta, a - 0.5 * delta)
 
 
 def evaluate(net: MetaPoseNet, batches: list[Sample]) -> dict:

@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.overlay_scale <= 2:
         raise TriangulumError(f"--overlay-scale {args.overlay_scale} must be in (0, 2].")
     config = build_config(args)
+    outdir = args.output or default_output(list(args.inputs))
     t0 = time.perf_counter()
     if args.keypoints:
         from app.process.keypoints import keypoint_take
@@ -217,7 +218,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.skeleton or args.fps:
             raise TriangulumError("--skeleton and --fps are for --keypoints (videos carry their own).")
-        outdir = args.output or default_output(list(args.inputs))
         if free:
             from app.person_calibration import calibrate_videos_free
 
@@ -228,7 +228,6 @@ def run(args: argparse.Namespace) -> int:
             print(free_summary(figures, args.calib))
         take = open_take(list(args.inputs), args.calib, args.calib_units)
     config = fit_to_take(config, take)  # options that cannot work on this take fail here, before the 2D
-    outdir = args.output or default_output(list(args.inputs))
     outdir.mkdir(parents=True, exist_ok=True)
     total = (config.stop or take.frames) - config.start
     with stage_bar("3D poses", total) as update:

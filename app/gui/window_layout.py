@@ -64,9 +64,8 @@ class WindowLayout:
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
-        from app.gui.wizard import open_wizard
-
         from app.gui.free_dialog import open_free_dialog
+        from app.gui.wizard import open_wizard
 
         self.act_calibrate = self._action("&Calibrate cameras…", lambda: open_wizard(self))
         self.act_free = self._action("&No calibration: estimate the cameras from the person…",

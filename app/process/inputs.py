@@ -112,6 +112,11 @@ def match_videos(videos: list[Path], names: list[str], calibration: str, kind: s
     return out
 
 
+def folder_videos(folder: Path) -> list[Path]:
+    """The videos of a folder of videos, one per camera, in name order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
 def _find_calibration(folder: Path) -> Path:
     for name in CALIBRATION_NAMES:
         if (folder / name).is_file():
@@ -143,7 +148,7 @@ def open_take(inputs: list[Path], calib: Path | None = None, calib_units: str = 
                 raise TriangulumError(f"session {folder} has no calibration.toml; pass the rig with --calib.")
         else:
             source = f"folder {folder}"
-            videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            videos = folder_videos(folder)
             if not videos:
                 raise TriangulumError(f"{folder} holds no videos ({', '.join(VIDEO_SUFFIXES)}) and no manifest.toml; "
                                       "give a session folder or the video files.")
